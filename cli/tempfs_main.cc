@@ -1,0 +1,69 @@
+// tempfs: mount and unmount a node's tempfs.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <sstream>
+
+#include "daemon/daemon.h"
+
+namespace {
+
+std::vector<std::string> SplitOptions(const std::vector<std::string>& raw) {
+  std::vector<std::string> out;
+  for (auto& r : raw) {
+    std::stringstream ss(r);
+    std::string o;
+    while (std::getline(ss, o, ',')) {
+      if (!o.empty()) out.push_back(o);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"tempfs: node-local shared storage for temporary data"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "tempfs 0.1.0");
+
+  tempfs::MountConfig mc;
+  std::vector<std::string> raw_opts;
+  bool no_passthrough = false, no_writeback = false;
+  auto* mount = app.add_subcommand("mount", "mount a tempfs node (returns once it serves)");
+  mount->add_option("--store", mc.store, "directory on this node that holds the data")->required();
+  mount->add_option("mountpoint", mc.mountpoint, "where to mount")->required();
+  mount->add_flag("-f,--foreground", mc.foreground, "stay in the foreground (log to stderr)");
+  mount->add_option("-o", raw_opts, "FUSE mount options, comma-separated (e.g. ro)");
+  mount->add_option("--log", mc.log_file, "log file (default: STORE/tempfs.log in the background)");
+  mount->add_option("--meta", mc.meta_uri, "metadata engine URI (default: embedded)");
+  mount->add_flag("--no-passthrough", no_passthrough, "never use kernel passthrough (fallback data path)");
+  mount->add_flag("--no-writeback-cache", no_writeback, "no kernel writeback cache in the fallback path");
+  mount->add_flag("--debug", mc.debug, "log every FUSE request");
+
+  std::string umount_point;
+  bool lazy = false;
+  auto* umount = app.add_subcommand("umount", "unmount a tempfs node (also a dead one)");
+  umount->add_option("mountpoint", umount_point, "the mount point")->required();
+  umount->add_flag("-l,--lazy", lazy, "detach even if busy");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    fprintf(stderr, "tempfs: %s (see tempfs --help)\n", e.what());
+    return 2;
+  }
+  if (mount->parsed()) {
+    mc.fuse_options = SplitOptions(raw_opts);
+    mc.passthrough = !no_passthrough;
+    mc.writeback_cache = !no_writeback;
+    return tempfs::RunMount(mc);
+  }
+  return tempfs::RunUmount(umount_point, lazy);
+}

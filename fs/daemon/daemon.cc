@@ -1,0 +1,247 @@
+#include "daemon/daemon.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <thread>
+
+#include "common/log.h"
+#include "daemon/mount_table.h"
+#include "fuse/fuse_adapter.h"
+#include "meta/meta_engine.h"
+#include "store/local_store.h"
+#include "vfs/vfs.h"
+
+namespace tempfs {
+namespace {
+
+int Fail(const std::string& msg) {
+  fprintf(stderr, "tempfs: %s\n", msg.c_str());
+  return 1;
+}
+
+void LibfuseLog(enum fuse_log_level level, const char* fmt, va_list ap) {
+  VLogf(level <= FUSE_LOG_ERR ? LogLevel::kError : level <= FUSE_LOG_WARNING ? LogLevel::kWarn
+                                                                                : LogLevel::kInfo,
+        fmt, ap);
+}
+
+// Checks that can be made before anything is touched.
+Status Precheck(const std::string& store, const std::string& mnt) {
+  struct stat st;
+  if (stat(store.c_str(), &st) != 0) return Status::FromErrno("store " + store);
+  if (!S_ISDIR(st.st_mode)) return Status::Err(ENOTDIR, "store " + store);
+  if (auto m = FindMount(mnt)) {
+    if (stat(mnt.c_str(), &st) != 0 && errno == ENOTCONN) {
+      return Status::Err(EBUSY, mnt + " holds a dead tempfs mount; run 'tempfs umount " + mnt + "' first");
+    }
+    return Status::Err(EBUSY, mnt + " is already a mount point (" + m->fstype + ")");
+  }
+  if (stat(mnt.c_str(), &st) != 0) return Status::FromErrno("mountpoint " + mnt);
+  if (!S_ISDIR(st.st_mode)) return Status::Err(ENOTDIR, "mountpoint " + mnt);
+  pid_t pid = 0;
+  if (StoreLock::IsHeld(store, &pid)) {
+    return Status::Err(EBUSY, "store " + store + " is already served by tempfs (pid " + std::to_string(pid) + ")");
+  }
+  return Status::Ok();
+}
+
+// The serving half: runs in the daemon. `report` gets one line, "OK" once
+// the mount serves, or the reason it could not.
+int Serve(const MountConfig& c, const std::function<void(const std::string&)>& report) {
+  auto lock = StoreLock::Acquire(c.store);
+  if (!lock.ok()) {
+    report(lock.status().message());
+    return 1;
+  }
+  auto store = LocalStore::Open(c.store);
+  if (!store.ok()) {
+    report(store.status().ToString());
+    return 1;
+  }
+  auto meta = OpenMetaEngine(c.meta_uri, c.store);
+  if (!meta.ok()) {
+    report("metadata: " + meta.status().ToString());
+    return 1;
+  }
+  Vfs vfs(std::move(*meta), std::move(*store), VfsOptions{});
+  Status st = vfs.Start();
+  if (!st.ok()) {
+    report(st.ToString());
+    return 1;
+  }
+  FuseAdapterOptions fo;
+  fo.passthrough = c.passthrough;
+  fo.writeback_cache = c.writeback_cache;
+  fo.on_ready = [&](const std::string& mode) { report("OK"); };
+  FuseAdapter adapter(vfs, fo);
+
+  std::string opts = "allow_other,default_permissions,fsname=tempfs:" + c.store + ",subtype=tempfs";
+  for (auto& o : c.fuse_options) opts += "," + o;
+  std::vector<std::string> argv_s = {"tempfs", "-o", opts};
+  if (c.debug) argv_s.push_back("-d");
+  std::vector<char*> argv;
+  for (auto& s : argv_s) argv.push_back(s.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  fuse_session* se = fuse_session_new(&args, &FuseAdapter::Ops(), sizeof(fuse_lowlevel_ops), &adapter);
+  if (se == nullptr) {
+    report("cannot start a FUSE session with options '" + opts + "' (see the log)");
+    return 1;
+  }
+  if (fuse_set_signal_handlers(se) != 0) {
+    fuse_session_destroy(se);
+    report("cannot install signal handlers");
+    return 1;
+  }
+  if (fuse_session_mount(se, c.mountpoint.c_str()) != 0) {
+    fuse_remove_signal_handlers(se);
+    fuse_session_destroy(se);
+    report("cannot mount on " + c.mountpoint + " (see the log)");
+    return 1;
+  }
+  TLOG_INFO("mounted %s on %s", c.store.c_str(), c.mountpoint.c_str());
+  fuse_loop_config* lc = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_clone_fd(lc, 1);
+  fuse_loop_cfg_set_max_threads(lc, 16);
+  int rc = fuse_session_loop_mt(se, lc);
+  fuse_loop_cfg_destroy(lc);
+  fuse_session_unmount(se);
+  fuse_remove_signal_handlers(se);
+  fuse_session_destroy(se);
+  Status sst = vfs.meta().Sync();
+  if (!sst.ok()) TLOG_WARN("sync metadata: %s", sst.ToString().c_str());
+  TLOG_INFO("unmounted %s", c.mountpoint.c_str());
+  return rc == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int RunMount(const MountConfig& config) {
+  MountConfig c = config;
+  c.store = LexicalAbsolute(c.store);
+  c.mountpoint = LexicalAbsolute(c.mountpoint);
+  if (c.debug) SetLogLevel(LogLevel::kDebug);
+  fuse_set_log_func(LibfuseLog);
+  Status st = Precheck(c.store, c.mountpoint);
+  if (!st.ok()) return Fail(st.ToString());
+  if (c.log_file.empty() && !c.foreground) c.log_file = c.store + "/tempfs.log";
+
+  if (c.foreground) {
+    if (!c.log_file.empty()) {
+      int fd = open(c.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+      if (fd < 0) return Fail("log " + c.log_file + ": " + strerror(errno));
+      dup2(fd, STDERR_FILENO);
+      close(fd);
+    }
+    bool ready = false;
+    std::string failure;
+    int rc = Serve(c, [&](const std::string& line) {
+      if (line == "OK") ready = true;
+      else failure = line;
+    });
+    if (!failure.empty()) {
+      Logf(LogLevel::kError, "%s", failure.c_str());
+      if (!c.log_file.empty()) fprintf(stdout, "tempfs: %s\n", failure.c_str());
+    }
+    return rc;
+  }
+
+  int pfd[2];
+  if (pipe2(pfd, O_CLOEXEC) != 0) return Fail(std::string("pipe: ") + strerror(errno));
+  pid_t pid = fork();
+  if (pid < 0) return Fail(std::string("fork: ") + strerror(errno));
+  if (pid == 0) {
+    close(pfd[0]);
+    setsid();
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    int log = open(c.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (null >= 0) {
+      dup2(null, STDIN_FILENO);
+      dup2(null, STDOUT_FILENO);
+    }
+    dup2(log >= 0 ? log : null, STDERR_FILENO);
+    int report_fd = pfd[1];
+    auto report = [&report_fd](const std::string& line) {
+      if (report_fd < 0) return;
+      std::string l = line + "\n";
+      ssize_t n = write(report_fd, l.data(), l.size());
+      (void)n;
+      close(report_fd);
+      report_fd = -1;
+    };
+    int rc = Serve(c, report);
+    if (report_fd >= 0) report("daemon exited before serving (see " + c.log_file + ")");
+    _exit(rc);
+  }
+  close(pfd[1]);
+  // Wait for the daemon's one line, bounded: a mount that never answers the
+  // kernel's INIT must not hang the caller.
+  std::string line;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (line.find('\n') == std::string::npos) {
+    int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    deadline - std::chrono::steady_clock::now()).count());
+    if (left <= 0) {
+      kill(pid, SIGTERM);
+      return Fail("the daemon did not start serving within 30 s (see " + c.log_file + ")");
+    }
+    pollfd p{pfd[0], POLLIN, 0};
+    int pr = poll(&p, 1, left);
+    if (pr < 0 && errno == EINTR) continue;
+    if (pr <= 0) continue;
+    char buf[512];
+    ssize_t n = read(pfd[0], buf, sizeof buf);
+    if (n <= 0) break;
+    line.append(buf, n);
+  }
+  close(pfd[0]);
+  while (!line.empty() && line.back() == '\n') line.pop_back();
+  if (line == "OK") return 0;
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return Fail(line.empty() ? "the daemon exited before serving (see " + c.log_file + ")" : line);
+}
+
+int RunUmount(const std::string& mountpoint, bool lazy) {
+  std::string mnt = LexicalAbsolute(mountpoint);
+  auto m = FindMount(mnt);
+  if (!m) return Fail(mnt + " is not mounted");
+  std::string store = StoreOf(*m);
+  if (store.empty()) return Fail(mnt + " is not a tempfs mount (" + m->fstype + ")");
+  pid_t pid = 0;
+  bool alive = StoreLock::IsHeld(store, &pid);
+  if (umount2(mnt.c_str(), lazy ? MNT_DETACH : 0) != 0) {
+    int err = errno;
+    struct stat st;
+    bool dead = stat(mnt.c_str(), &st) != 0 && errno == ENOTCONN;
+    if (err == EBUSY && dead) {
+      // A killed daemon's mount that something still uses: detach it so a new
+      // mount can take its place; users see ENOTCONN until they let go.
+      if (umount2(mnt.c_str(), MNT_DETACH) != 0) return Fail("umount " + mnt + ": " + strerror(errno));
+    } else if (err == EBUSY) {
+      return Fail(mnt + " is busy (files or directories open on it); use --lazy to detach it anyway");
+    } else {
+      return Fail("umount " + mnt + ": " + strerror(err));
+    }
+  }
+  if (!alive) return 0;
+  // The daemon sees the unmount and exits; wait for it to let go of the store.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (StoreLock::IsHeld(store, nullptr)) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      return Fail("unmounted, but the daemon (pid " + std::to_string(pid) + ") still holds " + store);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return 0;
+}
+
+}  // namespace tempfs

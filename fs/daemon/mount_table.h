@@ -1,0 +1,23 @@
+// Reading the mount table and naming paths the way it does.
+#pragma once
+
+#include <optional>
+#include <string>
+
+namespace tempfs {
+
+struct MountEntry {
+  std::string mountpoint;
+  std::string fstype;  // "fuse.tempfs" for ours
+  std::string source;  // "tempfs:<store>" for ours
+};
+
+// Absolute, with "." and ".." resolved by text only: a dead FUSE mount
+// cannot be stat()ed, so realpath() would fail on it.
+std::string LexicalAbsolute(const std::string& path);
+// The topmost mount at exactly `abs_path`, if any.
+std::optional<MountEntry> FindMount(const std::string& abs_path);
+// The store of a tempfs mount entry ("" if it is not ours).
+std::string StoreOf(const MountEntry& m);
+
+}  // namespace tempfs

@@ -1,0 +1,591 @@
+#include "fuse/fuse_adapter.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "common/log.h"
+
+namespace tempfs {
+namespace {
+
+FuseAdapter& A(fuse_req_t req) { return *static_cast<FuseAdapter*>(fuse_req_userdata(req)); }
+Vfs& V(fuse_req_t req) { return A(req).vfs(); }
+
+Caller CallerOf(fuse_req_t req) {
+  const fuse_ctx* c = fuse_req_ctx(req);
+  return Caller{c->uid, c->gid};
+}
+
+struct stat ToStat(const Attr& a) {
+  struct stat st;
+  std::memset(&st, 0, sizeof st);
+  st.st_ino = a.ino;
+  st.st_mode = a.mode;
+  st.st_nlink = a.nlink;
+  st.st_uid = a.uid;
+  st.st_gid = a.gid;
+  st.st_rdev = a.rdev;
+  st.st_size = static_cast<off_t>(a.size);
+  st.st_blksize = 4096;
+  st.st_blocks = static_cast<blkcnt_t>(a.blocks);
+  st.st_atim = timespec{a.atime_ns / 1000000000, a.atime_ns % 1000000000};
+  st.st_mtim = timespec{a.mtime_ns / 1000000000, a.mtime_ns % 1000000000};
+  st.st_ctim = timespec{a.ctime_ns / 1000000000, a.ctime_ns % 1000000000};
+  return st;
+}
+
+fuse_entry_param ToEntry(fuse_req_t req, const Attr& a) {
+  fuse_entry_param e;
+  std::memset(&e, 0, sizeof e);
+  e.ino = a.ino;
+  e.generation = 1;
+  e.attr = ToStat(a);
+  e.attr_timeout = A(req).options().attr_timeout;
+  e.entry_timeout = A(req).options().entry_timeout;
+  return e;
+}
+
+void ReplyStatus(fuse_req_t req, const Status& st) { fuse_reply_err(req, st.ok() ? 0 : st.err()); }
+
+void ReplyEntry(fuse_req_t req, const Result<Attr>& r) {
+  if (!r.ok()) {
+    fuse_reply_err(req, r.err());
+    return;
+  }
+  fuse_entry_param e = ToEntry(req, *r);
+  if (fuse_reply_entry(req, &e) != 0) {
+    // The kernel did not take the reference (the caller was interrupted).
+    V(req).Forget(r->ino, 1);
+  }
+}
+
+std::string_view Sv(const char* s) { return s == nullptr ? std::string_view() : std::string_view(s); }
+
+// Kernel passthrough: one backing id per inode, shared by its open files and
+// released with the last of them.
+class BackingIds {
+ public:
+  int Acquire(fuse_req_t req, Vfs& vfs, Ino ino) {
+#ifdef FUSE_CAP_PASSTHROUGH
+    std::lock_guard lock(mu_);
+    auto it = ids_.find(ino);
+    if (it != ids_.end()) {
+      it->second.refs++;
+      return it->second.id;
+    }
+    // Registered read-write so that every later open of the inode, whatever
+    // its mode, can use the same backing file; the kernel checks the
+    // caller's own access mode on the FUSE file.
+    auto fd = vfs.store().OpenData(ino, O_RDWR);
+    if (!fd.ok()) return 0;
+    int id = fuse_passthrough_open(req, *fd);
+    close(*fd);
+    if (id <= 0) return 0;
+    ids_[ino] = Entry{id, 1};
+    return id;
+#else
+    return 0;
+#endif
+  }
+  void Release(fuse_req_t req, Ino ino) {
+#ifdef FUSE_CAP_PASSTHROUGH
+    std::lock_guard lock(mu_);
+    auto it = ids_.find(ino);
+    if (it == ids_.end() || --it->second.refs > 0) return;
+    fuse_passthrough_close(req, it->second.id);
+    ids_.erase(it);
+#endif
+  }
+
+ private:
+  struct Entry {
+    int id;
+    int refs;
+  };
+  std::mutex mu_;
+  std::unordered_map<Ino, Entry> ids_;
+};
+
+BackingIds g_backing;
+
+// Directory handles hold a listing taken at offset 0, so that entries that
+// stay in the directory are returned exactly once while it changes.
+struct DirHandle {
+  std::mutex mu;
+  std::vector<DirEntry> entries;  // "." and ".." first
+};
+
+void FillOpen(fuse_req_t req, Ino ino, fuse_file_info* fi, int fd) {
+  fi->fh = static_cast<uint64_t>(fd);
+  FuseAdapter& a = A(req);
+  if (a.passthrough_active()) {
+    int id = g_backing.Acquire(req, a.vfs(), ino);
+    if (id > 0) {
+#ifdef FUSE_CAP_PASSTHROUGH
+      fi->backing_id = id;
+#endif
+      fi->keep_cache = 0;
+      return;
+    }
+  }
+  // Every change goes through this mount, so cached pages stay valid.
+  fi->keep_cache = 1;
+}
+
+bool UsesBacking(const fuse_file_info* fi) {
+#ifdef FUSE_CAP_PASSTHROUGH
+  return fi->backing_id > 0;
+#else
+  return false;
+#endif
+}
+
+#define GUARD_BEGIN try {
+#define GUARD_END                                         \
+  }                                                       \
+  catch (const std::exception& e) {                       \
+    TLOG_ERROR("%s: %s", __func__, e.what());             \
+    fuse_reply_err(req, EIO);                             \
+  }
+
+void OpInit(void* userdata, fuse_conn_info* conn) {
+  auto* a = static_cast<FuseAdapter*>(userdata);
+  std::string mode;
+  bool passthrough = false;
+#ifdef FUSE_CAP_PASSTHROUGH
+  if (!a->options().passthrough) {
+    mode = "fallback (passthrough turned off by option)";
+  } else if (!(conn->capable & FUSE_CAP_PASSTHROUGH)) {
+    mode = "fallback (kernel offers no passthrough: needs Linux >= 6.9 and CAP_SYS_ADMIN)";
+  } else {
+    conn->want |= FUSE_CAP_PASSTHROUGH;
+    passthrough = true;
+    mode = "passthrough";
+  }
+#else
+  mode = "fallback (libfuse " + std::to_string(FUSE_MAJOR_VERSION) + "." +
+         std::to_string(FUSE_MINOR_VERSION) + " has no passthrough: needs >= 3.17)";
+#endif
+  a->set_passthrough_active(passthrough);
+  // libfuse's own passthrough example keeps the writeback cache off with
+  // passthrough: writes go to the backing file directly anyway.
+  bool writeback = !passthrough && a->options().writeback_cache && (conn->capable & FUSE_CAP_WRITEBACK_CACHE);
+  if (writeback) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+  a->vfs().set_writeback_cache(writeback);
+  if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
+  if (conn->capable & FUSE_CAP_SPLICE_READ) conn->want |= FUSE_CAP_SPLICE_READ;
+  if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+  if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+  conn->want |= FUSE_CAP_ASYNC_READ | FUSE_CAP_ATOMIC_O_TRUNC;
+  conn->want &= ~static_cast<unsigned>(FUSE_CAP_AUTO_INVAL_DATA);  // we know nothing changes behind the kernel
+  conn->max_write = 1u << 20;
+  conn->max_readahead = 1u << 20;
+  if (writeback) mode += ", writeback cache";
+  TLOG_INFO("serving in %s mode", mode.c_str());
+  if (a->options().on_ready) a->options().on_ready(mode);
+}
+
+void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  GUARD_BEGIN
+  auto r = V(req).Lookup(parent, Sv(name));
+  if (!r.ok() && r.err() == ENOENT && A(req).options().negative_timeout > 0) {
+    fuse_entry_param e;
+    std::memset(&e, 0, sizeof e);
+    e.entry_timeout = A(req).options().negative_timeout;
+    fuse_reply_entry(req, &e);
+    return;
+  }
+  ReplyEntry(req, r);
+  GUARD_END
+}
+
+void OpForget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  V(req).Forget(ino, nlookup);
+  fuse_reply_none(req);
+}
+
+void OpForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  for (size_t i = 0; i < count; i++) V(req).Forget(forgets[i].ino, forgets[i].nlookup);
+  fuse_reply_none(req);
+}
+
+void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  GUARD_BEGIN
+  auto r = V(req).GetAttr(ino);
+  if (!r.ok()) {
+    fuse_reply_err(req, r.err());
+    return;
+  }
+  struct stat st = ToStat(*r);
+  fuse_reply_attr(req, &st, A(req).options().attr_timeout);
+  GUARD_END
+}
+
+void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
+  GUARD_BEGIN
+  SetAttrRequest s;
+  int64_t now = NowNs();
+  auto ns = [](const timespec& t) { return static_cast<int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec; };
+  if (to_set & FUSE_SET_ATTR_MODE) { s.valid |= SetAttrRequest::kMode; s.mode = attr->st_mode; }
+  if (to_set & FUSE_SET_ATTR_UID) { s.valid |= SetAttrRequest::kUid; s.uid = attr->st_uid; }
+  if (to_set & FUSE_SET_ATTR_GID) { s.valid |= SetAttrRequest::kGid; s.gid = attr->st_gid; }
+  if (to_set & FUSE_SET_ATTR_SIZE) { s.valid |= SetAttrRequest::kSize; s.size = attr->st_size; }
+  if (to_set & FUSE_SET_ATTR_ATIME) { s.valid |= SetAttrRequest::kAtime; s.atime_ns = ns(attr->st_atim); }
+  if (to_set & FUSE_SET_ATTR_ATIME_NOW) { s.valid |= SetAttrRequest::kAtime; s.atime_ns = now; }
+  if (to_set & FUSE_SET_ATTR_MTIME) { s.valid |= SetAttrRequest::kMtime; s.mtime_ns = ns(attr->st_mtim); }
+  if (to_set & FUSE_SET_ATTR_MTIME_NOW) { s.valid |= SetAttrRequest::kMtime; s.mtime_ns = now; }
+  if (to_set & FUSE_SET_ATTR_CTIME) { s.valid |= SetAttrRequest::kCtime; s.ctime_ns = ns(attr->st_ctim); }
+  int fd = fi != nullptr ? static_cast<int>(fi->fh) : -1;
+  auto r = V(req).SetAttr(ino, s, fd);
+  if (!r.ok()) {
+    fuse_reply_err(req, r.err());
+    return;
+  }
+  struct stat st = ToStat(*r);
+  fuse_reply_attr(req, &st, A(req).options().attr_timeout);
+  GUARD_END
+}
+
+void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
+  GUARD_BEGIN
+  auto r = V(req).ReadLink(ino);
+  if (!r.ok()) fuse_reply_err(req, r.err());
+  else fuse_reply_readlink(req, r->c_str());
+  GUARD_END
+}
+
+void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  GUARD_BEGIN
+  ReplyEntry(req, V(req).MakeNode(CallerOf(req), parent, Sv(name), mode, rdev));
+  GUARD_END
+}
+
+void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  GUARD_BEGIN
+  ReplyEntry(req, V(req).MakeNode(CallerOf(req), parent, Sv(name), S_IFDIR | (mode & 07777), 0));
+  GUARD_END
+}
+
+void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
+  GUARD_BEGIN
+  ReplyEntry(req, V(req).MakeNode(CallerOf(req), parent, Sv(name), S_IFLNK | 0777, 0, Sv(link)));
+  GUARD_END
+}
+
+void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
+  GUARD_BEGIN
+  ReplyEntry(req, V(req).Link(ino, newparent, Sv(newname)));
+  GUARD_END
+}
+
+void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  GUARD_BEGIN
+  ReplyStatus(req, V(req).Unlink(parent, Sv(name)));
+  GUARD_END
+}
+
+void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  GUARD_BEGIN
+  ReplyStatus(req, V(req).Rmdir(parent, Sv(name)));
+  GUARD_END
+}
+
+void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+              const char* newname, unsigned int flags) {
+  GUARD_BEGIN
+  ReplyStatus(req, V(req).Rename(parent, Sv(name), newparent, Sv(newname), flags));
+  GUARD_END
+}
+
+void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
+  GUARD_BEGIN
+  auto r = V(req).Create(CallerOf(req), parent, Sv(name), mode, fi->flags);
+  if (!r.ok()) {
+    fuse_reply_err(req, r.err());
+    return;
+  }
+  FillOpen(req, r->attr.ino, fi, r->fd);
+  fuse_entry_param e = ToEntry(req, r->attr);
+  if (fuse_reply_create(req, &e, fi) != 0) {
+    if (UsesBacking(fi)) g_backing.Release(req, r->attr.ino);
+    V(req).Release(r->attr.ino, r->fd);
+    V(req).Forget(r->attr.ino, 1);
+  }
+  GUARD_END
+}
+
+void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  GUARD_BEGIN
+  auto fd = V(req).Open(ino, fi->flags);
+  if (!fd.ok()) {
+    fuse_reply_err(req, fd.err());
+    return;
+  }
+  FillOpen(req, ino, fi, *fd);
+  if (fuse_reply_open(req, fi) != 0) {
+    if (UsesBacking(fi)) g_backing.Release(req, ino);
+    V(req).Release(ino, *fd);
+  }
+  GUARD_END
+}
+
+void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+  buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  buf.buf[0].fd = static_cast<int>(fi->fh);
+  buf.buf[0].pos = off;
+  fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
+  fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
+  out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  out.buf[0].fd = static_cast<int>(fi->fh);
+  out.buf[0].pos = off;
+  ssize_t n = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
+  if (n < 0) fuse_reply_err(req, static_cast<int>(-n));
+  else fuse_reply_write(req, static_cast<size_t>(n));
+}
+
+void OpFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  // Writes reach the backing file as they come; nothing is held here.
+  fuse_reply_err(req, 0);
+}
+
+void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  if (UsesBacking(fi)) g_backing.Release(req, ino);
+  V(req).Release(ino, static_cast<int>(fi->fh));
+  fuse_reply_err(req, 0);
+}
+
+void OpFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
+  GUARD_BEGIN
+  ReplyStatus(req, V(req).Fsync(ino, static_cast<int>(fi->fh), datasync != 0));
+  GUARD_END
+}
+
+void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  GUARD_BEGIN
+  auto a = V(req).GetAttr(ino);
+  if (!a.ok()) {
+    fuse_reply_err(req, a.err());
+    return;
+  }
+  if (!S_ISDIR(a->mode)) {
+    fuse_reply_err(req, ENOTDIR);
+    return;
+  }
+  auto* h = new DirHandle();
+  fi->fh = reinterpret_cast<uint64_t>(h);
+  if (fuse_reply_open(req, fi) != 0) delete h;
+  GUARD_END
+}
+
+// Shared by readdir and readdirplus.
+void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi, bool plus) {
+  GUARD_BEGIN
+  auto* h = reinterpret_cast<DirHandle*>(fi->fh);
+  std::lock_guard lock(h->mu);
+  if (off == 0 || h->entries.empty()) {
+    auto list = V(req).ReadDir(ino);
+    if (!list.ok()) {
+      fuse_reply_err(req, list.err());
+      return;
+    }
+    h->entries.clear();
+    h->entries.push_back(DirEntry{".", ino, S_IFDIR});
+    // readdir(3) hides entries with d_ino 0; the kernel resolves ".." itself.
+    h->entries.push_back(DirEntry{"..", kRootIno, S_IFDIR});
+    for (auto& e : *list) h->entries.push_back(std::move(e));
+  }
+  std::vector<char> buf(size);
+  size_t used = 0;
+  for (size_t i = static_cast<size_t>(off); i < h->entries.size(); i++) {
+    const DirEntry& de = h->entries[i];
+    size_t n;
+    if (plus && i >= 2) {
+      auto a = V(req).Lookup(ino, de.name);
+      if (!a.ok()) continue;  // gone since the listing was taken
+      fuse_entry_param e = ToEntry(req, *a);
+      n = fuse_add_direntry_plus(req, buf.data() + used, size - used, de.name.c_str(), &e, i + 1);
+      if (n > size - used) {
+        V(req).Forget(a->ino, 1);
+        break;
+      }
+    } else {
+      struct stat st;
+      std::memset(&st, 0, sizeof st);
+      st.st_ino = de.ino;
+      st.st_mode = de.mode;
+      if (plus) {
+        // "." and "..": the kernel takes no reference for these.
+        fuse_entry_param e;
+        std::memset(&e, 0, sizeof e);
+        e.attr = st;
+        n = fuse_add_direntry_plus(req, buf.data() + used, size - used, de.name.c_str(), &e, i + 1);
+      } else {
+        n = fuse_add_direntry(req, buf.data() + used, size - used, de.name.c_str(), &st, i + 1);
+      }
+      if (n > size - used) break;
+    }
+    used += n;
+  }
+  fuse_reply_buf(req, buf.data(), used);
+  GUARD_END
+}
+
+void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  ReadDir(req, ino, size, off, fi, false);
+}
+
+void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  ReadDir(req, ino, size, off, fi, true);
+}
+
+void OpReleasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  delete reinterpret_cast<DirHandle*>(fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+void OpFsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
+  ReplyStatus(req, V(req).meta().Sync());
+}
+
+void OpStatfs(fuse_req_t req, fuse_ino_t ino) {
+  auto r = V(req).StatFs();
+  if (!r.ok()) fuse_reply_err(req, r.err());
+  else fuse_reply_statfs(req, &*r);
+}
+
+bool XattrNameAllowed(std::string_view name) {
+  // POSIX ACLs (system.*) are not supported: the kernel enforces mode bits.
+  return name.substr(0, 5) == "user." || name.substr(0, 8) == "trusted." || name.substr(0, 9) == "security.";
+}
+
+void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
+  GUARD_BEGIN
+  if (!XattrNameAllowed(Sv(name))) {
+    fuse_reply_err(req, EOPNOTSUPP);
+    return;
+  }
+  ReplyStatus(req, V(req).SetXattr(ino, Sv(name), std::string_view(value, size), flags));
+  GUARD_END
+}
+
+void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  GUARD_BEGIN
+  if (!XattrNameAllowed(Sv(name))) {
+    fuse_reply_err(req, EOPNOTSUPP);
+    return;
+  }
+  auto r = V(req).GetXattr(ino, Sv(name));
+  if (!r.ok()) fuse_reply_err(req, r.err());
+  else if (size == 0) fuse_reply_xattr(req, r->size());
+  else if (r->size() > size) fuse_reply_err(req, ERANGE);
+  else fuse_reply_buf(req, r->data(), r->size());
+  GUARD_END
+}
+
+void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  GUARD_BEGIN
+  auto r = V(req).ListXattr(ino);
+  if (!r.ok()) {
+    fuse_reply_err(req, r.err());
+    return;
+  }
+  std::string all;
+  for (auto& n : *r) {
+    all += n;
+    all.push_back('\0');
+  }
+  if (size == 0) fuse_reply_xattr(req, all.size());
+  else if (all.size() > size) fuse_reply_err(req, ERANGE);
+  else fuse_reply_buf(req, all.data(), all.size());
+  GUARD_END
+}
+
+void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  GUARD_BEGIN
+  if (!XattrNameAllowed(Sv(name))) {
+    fuse_reply_err(req, EOPNOTSUPP);
+    return;
+  }
+  ReplyStatus(req, V(req).RemoveXattr(ino, Sv(name)));
+  GUARD_END
+}
+
+void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, fuse_file_info* fi) {
+  int rc = fallocate(static_cast<int>(fi->fh), mode, offset, length);
+  fuse_reply_err(req, rc == 0 ? 0 : errno);
+}
+
+void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {
+  off_t r = lseek(static_cast<int>(fi->fh), off, whence);
+  if (r < 0) fuse_reply_err(req, errno);
+  else fuse_reply_lseek(req, r);
+}
+
+fuse_lowlevel_ops MakeOps() {
+  fuse_lowlevel_ops ops;
+  std::memset(&ops, 0, sizeof ops);
+  ops.init = OpInit;
+  ops.lookup = OpLookup;
+  ops.forget = OpForget;
+  ops.forget_multi = OpForgetMulti;
+  ops.getattr = OpGetattr;
+  ops.setattr = OpSetattr;
+  ops.readlink = OpReadlink;
+  ops.mknod = OpMknod;
+  ops.mkdir = OpMkdir;
+  ops.symlink = OpSymlink;
+  ops.link = OpLink;
+  ops.unlink = OpUnlink;
+  ops.rmdir = OpRmdir;
+  ops.rename = OpRename;
+  ops.create = OpCreate;
+  ops.open = OpOpen;
+  ops.read = OpRead;
+  ops.write_buf = OpWriteBuf;
+  ops.flush = OpFlush;
+  ops.release = OpRelease;
+  ops.fsync = OpFsync;
+  ops.opendir = OpOpendir;
+  ops.readdir = OpReaddir;
+  ops.readdirplus = OpReaddirplus;
+  ops.releasedir = OpReleasedir;
+  ops.fsyncdir = OpFsyncdir;
+  ops.statfs = OpStatfs;
+  ops.setxattr = OpSetxattr;
+  ops.getxattr = OpGetxattr;
+  ops.listxattr = OpListxattr;
+  ops.removexattr = OpRemovexattr;
+  ops.fallocate = OpFallocate;
+  ops.lseek = OpLseek;
+  return ops;
+}
+
+}  // namespace
+
+FuseAdapter::FuseAdapter(Vfs& vfs, FuseAdapterOptions options) : vfs_(vfs), options_(std::move(options)) {}
+
+const fuse_lowlevel_ops& FuseAdapter::Ops() {
+  static const fuse_lowlevel_ops ops = MakeOps();
+  return ops;
+}
+
+bool LibfuseHasPassthrough() {
+#ifdef FUSE_CAP_PASSTHROUGH
+  return true;
+#else
+  return false;
+#endif
+}
+
+}  // namespace tempfs

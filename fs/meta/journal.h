@@ -1,0 +1,63 @@
+// Journal: the durable log behind the embedded metadata engine.
+//
+// A snapshot file plus an append-only journal of records, each framed with
+// its length and an xxHash64 checksum, so that a torn tail is detected and
+// ignored on replay. A record is appended with one pwrite() before its change
+// is applied in memory, so a SIGKILLed daemon loses nothing it acknowledged;
+// Sync() adds fdatasync for power loss.
+//
+// The journal keeps space allocated ahead of the write offset: when the store
+// fills up, operations that free space (unlink, rmdir, ...) can still be
+// logged, so a full store can always be emptied again.
+//
+// Not thread-safe: the engine serialises calls.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace tempfs {
+
+class Journal {
+ public:
+  using RecordFn = std::function<void(std::string_view record)>;
+  // Calls `emit` for every record of a new snapshot.
+  using DumpFn = std::function<void(const RecordFn& emit)>;
+
+  // Opens dir/snapshot and dir/journal (creating them), and replays every
+  // valid record through `apply`, snapshot first.
+  static Result<std::unique_ptr<Journal>> Open(const std::string& dir, const RecordFn& apply);
+  ~Journal();
+
+  // Appends one record. Records that free space may use the reserve.
+  Status Append(std::string_view record, bool frees_space);
+  Status Sync();
+  bool NeedsCompaction() const { return write_off_ > kCompactAt; }
+  // Writes a new snapshot from `dump`, then empties the journal.
+  Status Compact(const DumpFn& dump);
+
+  static constexpr uint64_t kCompactAt = 64ull << 20;
+  static constexpr uint64_t kChunk = 4ull << 20;
+  static constexpr uint64_t kReserve = 1ull << 20;
+
+ private:
+  Journal(std::string dir, int fd) : dir_(std::move(dir)), fd_(fd) {}
+  Status Preallocate(uint64_t need);
+
+  std::string dir_;
+  int fd_ = -1;
+  uint64_t write_off_ = 0;
+  uint64_t allocated_ = 0;
+};
+
+// Frames `record` (header + payload), as written to the files. Exposed for tests.
+std::string FrameRecord(std::string_view record);
+// Calls `fn` for each valid framed record in `data`; returns the byte length
+// of the valid prefix.
+size_t ForEachRecord(std::string_view data, const Journal::RecordFn& fn);
+
+}  // namespace tempfs

@@ -1,0 +1,70 @@
+// MetaEngine: the namespace of a tempfs (names, attributes, links, xattrs).
+//
+// File data is not here: it lives in the LocalStore (and, in cluster mode, on
+// the node that owns it). Engines are chosen by URI (see OpenMetaEngine). Every
+// method returns an errno-carrying Status/Result with the errno a local
+// filesystem would give. Names reaching an engine are already validated by the
+// caller (non-empty, no '/', not "." or "..", at most kNameMax bytes).
+//
+// Inodes whose link count drops to zero are kept (nlink == 0) until the caller
+// calls Drop(): the kernel may still hold them open. Orphans() lists such
+// inodes after a restart so that the caller can drop them.
+//
+// Thread safety: all methods may be called concurrently.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "meta/types.h"
+
+namespace tempfs {
+
+class MetaEngine {
+ public:
+  virtual ~MetaEngine() = default;
+
+  virtual Result<Attr> Lookup(Ino parent, std::string_view name) = 0;
+  virtual Result<Attr> GetAttr(Ino ino) = 0;
+  // Adds a new inode named `name` in `parent`; EEXIST if the name is taken.
+  // Directories get nlink 2 and bump the parent's link count.
+  virtual Result<Attr> Create(Ino parent, std::string_view name, const NewNode& node) = 0;
+  // A new name for an existing non-directory inode.
+  virtual Result<Attr> Link(Ino ino, Ino new_parent, std::string_view new_name) = 0;
+  // Removes a non-directory name; returns the inode's attributes afterwards.
+  virtual Result<Attr> Unlink(Ino parent, std::string_view name) = 0;
+  // Removes an empty directory; returns its attributes (nlink 0).
+  virtual Result<Attr> Rmdir(Ino parent, std::string_view name) = 0;
+  // rename(2)/renameat2(2). Returns the attributes of an inode that lost its
+  // last name because it was replaced, if any.
+  virtual Result<std::optional<Attr>> Rename(Ino parent, std::string_view name, Ino new_parent,
+                                             std::string_view new_name, unsigned flags) = 0;
+  virtual Result<Attr> SetAttr(Ino ino, const SetAttrRequest& req) = 0;
+  virtual Result<std::string> ReadLink(Ino ino) = 0;
+  // The whole directory, in a stable order, without "." and "..".
+  virtual Result<std::vector<DirEntry>> ReadDir(Ino dir) = 0;
+
+  virtual Result<std::string> GetXattr(Ino ino, std::string_view name) = 0;
+  virtual Result<std::vector<std::string>> ListXattr(Ino ino) = 0;
+  // flags: XATTR_CREATE / XATTR_REPLACE.
+  virtual Status SetXattr(Ino ino, std::string_view name, std::string_view value, int flags) = 0;
+  virtual Status RemoveXattr(Ino ino, std::string_view name) = 0;
+
+  // Forgets an inode that has no names left (nlink == 0).
+  virtual Status Drop(Ino ino) = 0;
+  virtual Result<std::vector<Ino>> Orphans() = 0;
+  // Number of inodes, for statfs.
+  virtual uint64_t InodeCount() = 0;
+  // Makes everything so far durable against power loss (not only a crash).
+  virtual Status Sync() = 0;
+};
+
+// Opens the engine named by `uri` for the store at `store_dir`. "" or
+// "embedded" selects the embedded engine, kept under store_dir/meta.
+Result<std::unique_ptr<MetaEngine>> OpenMetaEngine(const std::string& uri, const std::string& store_dir);
+
+}  // namespace tempfs

@@ -1,0 +1,73 @@
+// Plain data types of the namespace, shared by every metadata engine.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+
+namespace tempfs {
+
+using Ino = uint64_t;
+constexpr Ino kRootIno = 1;
+constexpr size_t kNameMax = 255;
+
+// Times are nanoseconds since the epoch.
+struct Attr {
+  Ino ino = 0;
+  uint32_t mode = 0;  // file type and permission bits
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint32_t nlink = 0;
+  uint64_t size = 0;  // regular files: size recorded at the last close (the data is the truth locally)
+  uint64_t rdev = 0;
+  int64_t atime_ns = 0;
+  int64_t mtime_ns = 0;
+  int64_t ctime_ns = 0;
+  uint64_t version = 0;  // bumped when a file's content changes (cluster mode checks it)
+  uint64_t blocks = 0;   // 512-byte blocks used; filled from the data, not stored
+};
+
+// What Create() makes. `target` is the link text of a symlink.
+struct NewNode {
+  uint32_t mode = 0;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint64_t rdev = 0;
+  std::string target;
+};
+
+// Which fields SetAttr() changes.
+struct SetAttrRequest {
+  enum : uint32_t {
+    kMode = 1 << 0,
+    kUid = 1 << 1,
+    kGid = 1 << 2,
+    kSize = 1 << 3,
+    kAtime = 1 << 4,
+    kMtime = 1 << 5,
+    kCtime = 1 << 6,
+  };
+  uint32_t valid = 0;
+  uint32_t mode = 0;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint64_t size = 0;
+  int64_t atime_ns = 0;
+  int64_t mtime_ns = 0;
+  int64_t ctime_ns = 0;
+};
+
+struct DirEntry {
+  std::string name;
+  Ino ino = 0;
+  uint32_t mode = 0;  // file type bits only are guaranteed
+};
+
+// rename(2) flags, as renameat2 defines them.
+constexpr unsigned kRenameNoReplace = 1;
+constexpr unsigned kRenameExchange = 2;
+
+int64_t NowNs();
+
+}  // namespace tempfs

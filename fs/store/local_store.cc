@@ -1,0 +1,133 @@
+#include "store/local_store.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace tempfs {
+
+Result<std::unique_ptr<LocalStore>> LocalStore::Open(const std::string& root) {
+  struct stat st;
+  if (stat(root.c_str(), &st) != 0) return Status::FromErrno("store " + root);
+  if (!S_ISDIR(st.st_mode)) return Status::Err(ENOTDIR, "store " + root);
+  std::string data = root + "/data";
+  if (mkdir(data.c_str(), 0700) != 0 && errno != EEXIST) return Status::FromErrno("mkdir " + data);
+  int fd = open(data.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno("open " + data);
+  for (int i = 0; i < 256; i++) {
+    char sub[3];
+    snprintf(sub, sizeof sub, "%02x", i);
+    if (mkdirat(fd, sub, 0700) != 0 && errno != EEXIST) {
+      Status s = Status::FromErrno("mkdir " + data + "/" + sub);
+      close(fd);
+      return s;
+    }
+  }
+  return std::unique_ptr<LocalStore>(new LocalStore(root, fd));
+}
+
+LocalStore::~LocalStore() { close(data_fd_); }
+
+std::string LocalStore::DataName(Ino ino) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%02x/%016llx", static_cast<unsigned>(ino & 0xff),
+           static_cast<unsigned long long>(ino));
+  return buf;
+}
+
+Status LocalStore::CreateData(Ino ino) {
+  int fd = openat(data_fd_, DataName(ino).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::FromErrno("create data");
+  close(fd);
+  return Status::Ok();
+}
+
+Result<int> LocalStore::OpenData(Ino ino, int flags) {
+  // A missing backing file is an empty file: the record may have been made
+  // just before a crash that came before the data file.
+  flags &= ~(O_EXCL | O_NOCTTY | O_NOFOLLOW | O_DIRECTORY);
+  int fd = openat(data_fd_, DataName(ino).c_str(), flags | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::FromErrno("open data");
+  return fd;
+}
+
+Status LocalStore::RemoveData(Ino ino) {
+  if (unlinkat(data_fd_, DataName(ino).c_str(), 0) != 0 && errno != ENOENT) {
+    return Status::FromErrno("remove data");
+  }
+  return Status::Ok();
+}
+
+Result<struct stat> LocalStore::StatData(Ino ino) {
+  struct stat st;
+  if (fstatat(data_fd_, DataName(ino).c_str(), &st, 0) != 0) return Status::FromErrno("stat data");
+  return st;
+}
+
+Status LocalStore::TruncateData(Ino ino, uint64_t size) {
+  auto fd = OpenData(ino, O_WRONLY);
+  if (!fd.ok()) return fd.status();
+  int rc = ftruncate(*fd, static_cast<off_t>(size));
+  Status st = rc == 0 ? Status::Ok() : Status::FromErrno("truncate data");
+  close(*fd);
+  return st;
+}
+
+Status LocalStore::SetDataTimes(Ino ino, const struct timespec times[2]) {
+  if (utimensat(data_fd_, DataName(ino).c_str(), times, 0) != 0) return Status::FromErrno("utimens data");
+  return Status::Ok();
+}
+
+Result<struct statvfs> LocalStore::StatFs() {
+  struct statvfs sv;
+  if (fstatvfs(data_fd_, &sv) != 0) return Status::FromErrno("statvfs");
+  return sv;
+}
+
+Result<std::unique_ptr<StoreLock>> StoreLock::Acquire(const std::string& store) {
+  std::string path = store + "/tempfs.lock";
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::FromErrno("open " + path);
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    char buf[32] = {0};
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    close(fd);
+    if (err == EWOULDBLOCK) {
+      std::string pid = n > 0 ? std::string(buf, strnlen(buf, n)) : "?";
+      while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+      return Status::Err(EBUSY, "store " + store + " is already served by tempfs (pid " + pid + ")");
+    }
+    return Status::Err(err, "lock " + path);
+  }
+  std::string pid = std::to_string(getpid()) + "\n";
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+    Status st = Status::FromErrno("write " + path);
+    close(fd);
+    return st;
+  }
+  return std::unique_ptr<StoreLock>(new StoreLock(fd));
+}
+
+bool StoreLock::IsHeld(const std::string& store, pid_t* pid) {
+  std::string path = store + "/tempfs.lock";
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  if (held && pid != nullptr) {
+    char buf[32] = {0};
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    *pid = n > 0 ? atoi(buf) : 0;
+  }
+  close(fd);
+  return held;
+}
+
+StoreLock::~StoreLock() { close(fd_); }
+
+}  // namespace tempfs

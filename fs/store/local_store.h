@@ -1,0 +1,65 @@
+// LocalStore: the node-local directory that holds tempfs file data.
+//
+// Layout of a store directory:
+//   tempfs.lock   flock()ed by the daemon serving the store; holds its pid
+//   meta/         the embedded metadata engine's snapshot and journal
+//   data/XX/INO   one backing file per regular-file inode (XX: low byte of INO)
+//
+// Backing paths are derived from inode numbers only, never from names a
+// client sent, so no request can reach outside the store.
+//
+// Thread safety: all methods may be called concurrently.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "meta/types.h"
+
+namespace tempfs {
+
+class LocalStore {
+ public:
+  // Opens the store at `root` (which must exist), creating its folders.
+  static Result<std::unique_ptr<LocalStore>> Open(const std::string& root);
+  ~LocalStore();
+
+  const std::string& root() const { return root_; }
+  // Relative to the data folder, e.g. "2a/000000000000012a".
+  static std::string DataName(Ino ino);
+
+  // Creates (or empties) the backing file of `ino`.
+  Status CreateData(Ino ino);
+  // Opens the backing file; `flags` as for open(2) (O_CREAT is ignored).
+  Result<int> OpenData(Ino ino, int flags);
+  Status RemoveData(Ino ino);
+  Result<struct stat> StatData(Ino ino);
+  Status TruncateData(Ino ino, uint64_t size);
+  Status SetDataTimes(Ino ino, const struct timespec times[2]);
+  Result<struct statvfs> StatFs();
+
+ private:
+  LocalStore(std::string root, int data_fd) : root_(std::move(root)), data_fd_(data_fd) {}
+  std::string root_;
+  int data_fd_;
+};
+
+// Holds the store's lock file; a second daemon on the same store is refused.
+class StoreLock {
+ public:
+  // Fails with EWOULDBLOCK and a message naming the holder's pid if taken.
+  static Result<std::unique_ptr<StoreLock>> Acquire(const std::string& store);
+  // True if a live process holds the lock of `store`; `pid` gets its pid.
+  static bool IsHeld(const std::string& store, pid_t* pid);
+  ~StoreLock();
+
+ private:
+  explicit StoreLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+}  // namespace tempfs

@@ -1,0 +1,264 @@
+#include "vfs/vfs.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+namespace tempfs {
+namespace {
+
+int64_t TsNs(const timespec& ts) { return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec; }
+timespec NsTs(int64_t ns) { return timespec{ns / 1000000000, ns % 1000000000}; }
+
+}  // namespace
+
+Status ValidateName(std::string_view name) {
+  if (name.empty()) return Status::Err(ENOENT);
+  if (name.size() > kNameMax) return Status::Err(ENAMETOOLONG);
+  if (name == "." || name == ".." || name.find('/') != std::string_view::npos ||
+      name.find('\0') != std::string_view::npos) {
+    return Status::Err(EINVAL);
+  }
+  return Status::Ok();
+}
+
+Vfs::Vfs(std::unique_ptr<MetaEngine> meta, std::unique_ptr<LocalStore> store, VfsOptions options)
+    : meta_(std::move(meta)), store_(std::move(store)), options_(options) {}
+
+Status Vfs::Start() {
+  auto orphans = meta_->Orphans();
+  if (!orphans.ok()) return orphans.status();
+  for (Ino ino : *orphans) DropInode(ino);
+  if (!orphans->empty()) TLOG_INFO("dropped %zu unlinked inodes left by the previous run", orphans->size());
+  return Status::Ok();
+}
+
+void Vfs::AddLookup(Ino ino) {
+  std::lock_guard lock(mu_);
+  refs_[ino].lookups++;
+}
+
+void Vfs::NameRemoved(const Attr& attr) {
+  if (attr.nlink != 0) return;
+  {
+    std::lock_guard lock(mu_);
+    auto it = refs_.find(attr.ino);
+    if (it != refs_.end()) {
+      it->second.unlinked = true;
+      if (it->second.lookups != 0 || it->second.opens != 0) return;
+      refs_.erase(it);
+    }
+  }
+  DropInode(attr.ino);
+}
+
+void Vfs::Forget(Ino ino, uint64_t count) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = refs_.find(ino);
+    if (it == refs_.end()) return;
+    InodeRefs& r = it->second;
+    r.lookups = count >= r.lookups ? 0 : r.lookups - count;
+    if (r.lookups != 0 || r.opens != 0) return;
+    bool unlinked = r.unlinked;
+    refs_.erase(it);
+    if (!unlinked) return;
+  }
+  DropInode(ino);
+}
+
+void Vfs::DropInode(Ino ino) {
+  // Data first: a crash in between leaves an orphan record, dropped at the next start.
+  Status st = store_->RemoveData(ino);
+  if (st.ok()) st = meta_->Drop(ino);
+  if (!st.ok()) TLOG_WARN("drop inode %llu: %s", static_cast<unsigned long long>(ino), st.ToString().c_str());
+}
+
+Attr Vfs::MergeData(Attr attr, int fd) {
+  if (!S_ISREG(attr.mode)) {
+    attr.blocks = (attr.size + 511) / 512;
+    return attr;
+  }
+  struct stat st;
+  int rc = fd >= 0 ? fstat(fd, &st) : -1;
+  if (rc != 0) {
+    auto r = store_->StatData(attr.ino);
+    if (!r.ok()) return attr;  // never written: the record says it all
+    st = *r;
+  }
+  attr.size = st.st_size;
+  attr.blocks = st.st_blocks;
+  attr.atime_ns = TsNs(st.st_atim);
+  attr.mtime_ns = TsNs(st.st_mtim);
+  attr.ctime_ns = std::max(attr.ctime_ns, TsNs(st.st_ctim));
+  return attr;
+}
+
+Result<Attr> Vfs::Lookup(Ino parent, std::string_view name) {
+  if (name.size() > kNameMax) return Status::Err(ENAMETOOLONG);
+  auto r = meta_->Lookup(parent, name);
+  if (!r.ok()) return r;
+  AddLookup(r->ino);
+  return MergeData(*r, -1);
+}
+
+Result<Attr> Vfs::GetAttr(Ino ino) {
+  auto r = meta_->GetAttr(ino);
+  if (!r.ok()) return r;
+  return MergeData(*r, -1);
+}
+
+Result<Attr> Vfs::SetAttr(Ino ino, const SetAttrRequest& req, int fd) {
+  auto cur = meta_->GetAttr(ino);
+  if (!cur.ok()) return cur;
+  if (S_ISREG(cur->mode)) {
+    if (req.valid & SetAttrRequest::kSize) {
+      int rc = fd >= 0 ? ftruncate(fd, static_cast<off_t>(req.size)) : -1;
+      Status st = rc == 0 ? Status::Ok() : store_->TruncateData(ino, req.size);
+      if (!st.ok()) return st;
+    }
+    if (req.valid & (SetAttrRequest::kAtime | SetAttrRequest::kMtime)) {
+      timespec times[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
+      if (req.valid & SetAttrRequest::kAtime) times[0] = NsTs(req.atime_ns);
+      if (req.valid & SetAttrRequest::kMtime) times[1] = NsTs(req.mtime_ns);
+      int rc = fd >= 0 ? futimens(fd, times) : -1;
+      Status st = rc == 0 ? Status::Ok() : store_->SetDataTimes(ino, times);
+      if (!st.ok() && st.err() != ENOENT) return st;
+    }
+  } else if (req.valid & SetAttrRequest::kSize) {
+    return Status::Err(S_ISDIR(cur->mode) ? EISDIR : EINVAL);
+  }
+  auto r = meta_->SetAttr(ino, req);
+  if (!r.ok()) return r;
+  return MergeData(*r, fd);
+}
+
+Result<Attr> Vfs::MakeNode(const Caller& caller, Ino parent, std::string_view name, uint32_t mode,
+                           uint64_t rdev, std::string_view target) {
+  Status st = ValidateName(name);
+  if (!st.ok()) return st;
+  auto dir = meta_->GetAttr(parent);
+  if (!dir.ok()) return dir;
+  NewNode n;
+  n.mode = mode;
+  n.uid = caller.uid;
+  n.gid = caller.gid;
+  n.rdev = rdev;
+  n.target.assign(target);
+  // BSD group semantics in setgid directories, as local filesystems do.
+  if (dir->mode & S_ISGID) {
+    n.gid = dir->gid;
+    if (S_ISDIR(mode)) n.mode |= S_ISGID;
+  }
+  auto r = meta_->Create(parent, name, n);
+  if (!r.ok()) return r;
+  AddLookup(r->ino);
+  return *r;
+}
+
+Result<Attr> Vfs::Link(Ino ino, Ino new_parent, std::string_view new_name) {
+  Status st = ValidateName(new_name);
+  if (!st.ok()) return st;
+  auto r = meta_->Link(ino, new_parent, new_name);
+  if (!r.ok()) return r;
+  AddLookup(ino);
+  return MergeData(*r, -1);
+}
+
+Status Vfs::Unlink(Ino parent, std::string_view name) {
+  if (name.size() > kNameMax) return Status::Err(ENAMETOOLONG);
+  auto r = meta_->Unlink(parent, name);
+  if (!r.ok()) return r.status();
+  NameRemoved(*r);
+  return Status::Ok();
+}
+
+Status Vfs::Rmdir(Ino parent, std::string_view name) {
+  if (name.size() > kNameMax) return Status::Err(ENAMETOOLONG);
+  auto r = meta_->Rmdir(parent, name);
+  if (!r.ok()) return r.status();
+  NameRemoved(*r);
+  return Status::Ok();
+}
+
+Status Vfs::Rename(Ino parent, std::string_view name, Ino new_parent, std::string_view new_name,
+                   unsigned flags) {
+  Status st = ValidateName(new_name);
+  if (!st.ok()) return st;
+  auto r = meta_->Rename(parent, name, new_parent, new_name, flags);
+  if (!r.ok()) return r.status();
+  if (r->has_value()) NameRemoved(**r);
+  return Status::Ok();
+}
+
+Result<std::string> Vfs::ReadLink(Ino ino) { return meta_->ReadLink(ino); }
+
+Result<std::vector<DirEntry>> Vfs::ReadDir(Ino ino) { return meta_->ReadDir(ino); }
+
+Result<Vfs::OpenFile> Vfs::Create(const Caller& caller, Ino parent, std::string_view name,
+                                  uint32_t mode, int flags) {
+  auto a = MakeNode(caller, parent, name, S_IFREG | (mode & 07777), 0);
+  if (!a.ok()) return a.status();
+  auto fd = Open(a->ino, flags | O_TRUNC);
+  if (!fd.ok()) {
+    // Undo the name: a create that failed (say, ENOSPC) leaves nothing behind.
+    Status st = Unlink(parent, name);
+    (void)st;
+    return fd.status();
+  }
+  return OpenFile{MergeData(*a, *fd), *fd};
+}
+
+Result<int> Vfs::Open(Ino ino, int flags) {
+  if (options_.writeback_cache) {
+    // The kernel may read to fill pages of a write-only file, and it places
+    // appends itself.
+    if ((flags & O_ACCMODE) == O_WRONLY) flags = (flags & ~O_ACCMODE) | O_RDWR;
+    flags &= ~O_APPEND;
+  }
+  auto fd = store_->OpenData(ino, flags);
+  if (!fd.ok()) return fd;
+  std::lock_guard lock(mu_);
+  refs_[ino].opens++;
+  return fd;
+}
+
+void Vfs::Release(Ino ino, int fd) {
+  close(fd);
+  {
+    std::lock_guard lock(mu_);
+    auto it = refs_.find(ino);
+    if (it == refs_.end()) return;
+    InodeRefs& r = it->second;
+    if (r.opens > 0) r.opens--;
+    if (r.opens != 0 || r.lookups != 0 || !r.unlinked) return;
+    refs_.erase(it);
+  }
+  DropInode(ino);
+}
+
+Status Vfs::Fsync(Ino ino, int fd, bool datasync) {
+  if (fd >= 0 && (datasync ? fdatasync(fd) : fsync(fd)) != 0) return Status::FromErrno("fsync");
+  return meta_->Sync();
+}
+
+Result<std::string> Vfs::GetXattr(Ino ino, std::string_view name) { return meta_->GetXattr(ino, name); }
+Result<std::vector<std::string>> Vfs::ListXattr(Ino ino) { return meta_->ListXattr(ino); }
+Status Vfs::SetXattr(Ino ino, std::string_view name, std::string_view value, int flags) {
+  return meta_->SetXattr(ino, name, value, flags);
+}
+Status Vfs::RemoveXattr(Ino ino, std::string_view name) { return meta_->RemoveXattr(ino, name); }
+
+Result<struct statvfs> Vfs::StatFs() {
+  auto r = store_->StatFs();
+  if (!r.ok()) return r;
+  r->f_namemax = kNameMax;
+  uint64_t used = meta_->InodeCount();
+  // Inodes are limited by the engine's memory, not the store: report plenty.
+  r->f_files = std::max<uint64_t>(r->f_files, used + r->f_ffree);
+  return r;
+}
+
+}  // namespace tempfs

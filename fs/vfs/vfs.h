@@ -1,0 +1,113 @@
+// Vfs: the FUSE-free core of a tempfs node.
+//
+// It joins the namespace (a MetaEngine) and the file data (a LocalStore) into
+// filesystem operations that return the errno a local filesystem would. The
+// FUSE adapter is a thin layer over it; tests drive it directly.
+//
+// Inode lifetime: every operation that hands an inode to the kernel (Lookup,
+// MakeNode, Link, Create) counts one kernel reference, released by Forget().
+// An inode whose last name is removed stays readable until the kernel has
+// forgotten it and every open file of it is released; then its data and its
+// record are dropped. A restart drops such orphans left by a previous run.
+//
+// Thread safety: all methods may be called concurrently. Lock order: the
+// inode table lock (mu_) is never held while calling the engine or the store.
+#pragma once
+
+#include <sys/statvfs.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/status.h"
+#include "meta/meta_engine.h"
+#include "store/local_store.h"
+
+namespace tempfs {
+
+// Who asks: the caller's credentials as the kernel reports them.
+struct Caller {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+};
+
+struct VfsOptions {
+  // The kernel caches writes (FUSE writeback cache): it may read through
+  // write-only opens and handles O_APPEND itself.
+  bool writeback_cache = false;
+};
+
+class Vfs {
+ public:
+  Vfs(std::unique_ptr<MetaEngine> meta, std::unique_ptr<LocalStore> store, VfsOptions options);
+
+  // Drops the orphans of a previous run. Call once before serving.
+  Status Start();
+
+  Result<Attr> Lookup(Ino parent, std::string_view name);
+  void Forget(Ino ino, uint64_t count);
+  Result<Attr> GetAttr(Ino ino);
+  // `fd` is an open backing file of `ino`, or -1.
+  Result<Attr> SetAttr(Ino ino, const SetAttrRequest& req, int fd);
+  // mknod, mkdir and symlink (`target` for symlinks): `mode` carries the type.
+  Result<Attr> MakeNode(const Caller& caller, Ino parent, std::string_view name, uint32_t mode,
+                        uint64_t rdev, std::string_view target = {});
+  Result<Attr> Link(Ino ino, Ino new_parent, std::string_view new_name);
+  Status Unlink(Ino parent, std::string_view name);
+  Status Rmdir(Ino parent, std::string_view name);
+  Status Rename(Ino parent, std::string_view name, Ino new_parent, std::string_view new_name,
+                unsigned flags);
+  Result<std::string> ReadLink(Ino ino);
+  Result<std::vector<DirEntry>> ReadDir(Ino ino);
+
+  struct OpenFile {
+    Attr attr;
+    int fd = -1;  // backing file, owned by the caller until Release()
+  };
+  Result<OpenFile> Create(const Caller& caller, Ino parent, std::string_view name, uint32_t mode,
+                          int flags);
+  Result<int> Open(Ino ino, int flags);
+  void Release(Ino ino, int fd);
+  Status Fsync(Ino ino, int fd, bool datasync);
+
+  Result<std::string> GetXattr(Ino ino, std::string_view name);
+  Result<std::vector<std::string>> ListXattr(Ino ino);
+  Status SetXattr(Ino ino, std::string_view name, std::string_view value, int flags);
+  Status RemoveXattr(Ino ino, std::string_view name);
+  Result<struct statvfs> StatFs();
+
+  // Set once, when the kernel's INIT settles whether it caches writes.
+  void set_writeback_cache(bool on) { options_.writeback_cache = on; }
+
+  MetaEngine& meta() { return *meta_; }
+  LocalStore& store() { return *store_; }
+
+ private:
+  struct InodeRefs {
+    uint64_t lookups = 0;
+    uint32_t opens = 0;
+    bool unlinked = false;
+  };
+  void AddLookup(Ino ino);
+  // Called when `attr` lost a name: drops it if nothing refers to it anymore.
+  void NameRemoved(const Attr& attr);
+  // Requires the entry erased from refs_ already.
+  void DropInode(Ino ino);
+  // Regular files: size and times come from the backing file.
+  Attr MergeData(Attr attr, int fd);
+
+  std::unique_ptr<MetaEngine> meta_;
+  std::unique_ptr<LocalStore> store_;
+  VfsOptions options_;
+  std::mutex mu_;
+  std::unordered_map<Ino, InodeRefs> refs_;  // guarded by mu_
+};
+
+// Checks a single path component: ENAMETOOLONG, EINVAL, ...
+Status ValidateName(std::string_view name);
+
+}  // namespace tempfs
