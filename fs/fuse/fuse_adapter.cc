@@ -392,10 +392,15 @@ void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi, bool plus) {
   GUARD_BEGIN
   auto* h = reinterpret_cast<DirHandle*>(fi->fh);
-  std::lock_guard lock(h->mu);
+  std::vector<char> buf(size);
+  size_t used = 0;
+  // The reply is sent only after the handle is unlocked: once the kernel has
+  // it, a releasedir may free the handle at once.
+  std::unique_lock lock(h->mu);
   if (off == 0 || h->entries.empty()) {
     auto list = V(req).ReadDir(ino);
     if (!list.ok()) {
+      lock.unlock();
       fuse_reply_err(req, list.err());
       return;
     }
@@ -405,8 +410,6 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
     h->entries.push_back(DirEntry{"..", kRootIno, S_IFDIR});
     for (auto& e : *list) h->entries.push_back(std::move(e));
   }
-  std::vector<char> buf(size);
-  size_t used = 0;
   for (size_t i = static_cast<size_t>(off); i < h->entries.size(); i++) {
     const DirEntry& de = h->entries[i];
     size_t n;
@@ -437,6 +440,7 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
     }
     used += n;
   }
+  lock.unlock();
   fuse_reply_buf(req, buf.data(), used);
   GUARD_END
 }
