@@ -41,13 +41,20 @@ struct stat ToStat(const Attr& a) {
   return st;
 }
 
+// Attributes of set-ID files are not cached by the kernel: the daemon may
+// drop those bits on an open for write, which the kernel does not see.
+double AttrTimeout(fuse_req_t req, const Attr& a) {
+  if (S_ISREG(a.mode) && (a.mode & (S_ISUID | S_ISGID))) return 0;
+  return A(req).options().attr_timeout;
+}
+
 fuse_entry_param ToEntry(fuse_req_t req, const Attr& a) {
   fuse_entry_param e;
   std::memset(&e, 0, sizeof e);
   e.ino = a.ino;
   e.generation = 1;
   e.attr = ToStat(a);
-  e.attr_timeout = A(req).options().attr_timeout;
+  e.attr_timeout = AttrTimeout(req, a);
   e.entry_timeout = A(req).options().entry_timeout;
   return e;
 }
@@ -179,6 +186,9 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   bool writeback = !passthrough && a->options().writeback_cache && (conn->capable & FUSE_CAP_WRITEBACK_CACHE);
   if (writeback) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
   a->vfs().set_writeback_cache(writeback);
+  // With KILLPRIV_V2 the kernel trusts us with set-ID bits and stops asking
+  // for security.capability before every write (it marks inodes S_NOSEC).
+  if (conn->capable & FUSE_CAP_HANDLE_KILLPRIV_V2) conn->want |= FUSE_CAP_HANDLE_KILLPRIV_V2;
   if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
   if (conn->capable & FUSE_CAP_SPLICE_READ) conn->want |= FUSE_CAP_SPLICE_READ;
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
@@ -224,7 +234,7 @@ void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     return;
   }
   struct stat st = ToStat(*r);
-  fuse_reply_attr(req, &st, A(req).options().attr_timeout);
+  fuse_reply_attr(req, &st, AttrTimeout(req, *r));
   GUARD_END
 }
 
@@ -243,13 +253,14 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
   if (to_set & FUSE_SET_ATTR_MTIME_NOW) { s.valid |= SetAttrRequest::kMtime; s.mtime_ns = now; }
   if (to_set & FUSE_SET_ATTR_CTIME) { s.valid |= SetAttrRequest::kCtime; s.ctime_ns = ns(attr->st_ctim); }
   int fd = fi != nullptr ? static_cast<int>(fi->fh) : -1;
-  auto r = V(req).SetAttr(ino, s, fd);
+  bool kill_suid = (to_set & (FUSE_SET_ATTR_KILL_SUID | FUSE_SET_ATTR_KILL_SGID)) != 0;
+  auto r = V(req).SetAttr(ino, s, fd, kill_suid);
   if (!r.ok()) {
     fuse_reply_err(req, r.err());
     return;
   }
   struct stat st = ToStat(*r);
-  fuse_reply_attr(req, &st, A(req).options().attr_timeout);
+  fuse_reply_attr(req, &st, AttrTimeout(req, *r));
   GUARD_END
 }
 
@@ -323,7 +334,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, 
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   GUARD_BEGIN
-  auto fd = V(req).Open(ino, fi->flags);
+  auto fd = V(req).Open(CallerOf(req), ino, fi->flags);
   if (!fd.ok()) {
     fuse_reply_err(req, fd.err());
     return;

@@ -9,6 +9,15 @@
 namespace tempfs {
 namespace {
 
+// The set-ID bits a write or chown takes away: set-group-ID only where it
+// means "run as group" (group execute set), not where it marks mandatory locking.
+uint32_t KilledSetIdBits(uint32_t mode) {
+  if (!S_ISREG(mode)) return 0;
+  uint32_t bits = mode & S_ISUID;
+  if ((mode & S_ISGID) && (mode & S_IXGRP)) bits |= S_ISGID;
+  return bits;
+}
+
 int64_t TsNs(const timespec& ts) { return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec; }
 timespec NsTs(int64_t ns) { return timespec{ns / 1000000000, ns % 1000000000}; }
 
@@ -110,9 +119,19 @@ Result<Attr> Vfs::GetAttr(Ino ino) {
   return MergeData(*r, -1);
 }
 
-Result<Attr> Vfs::SetAttr(Ino ino, const SetAttrRequest& req, int fd) {
+Result<Attr> Vfs::SetAttr(Ino ino, const SetAttrRequest& request, int fd, bool kill_suid) {
   auto cur = meta_->GetAttr(ino);
   if (!cur.ok()) return cur;
+  SetAttrRequest req = request;
+  // Linux drops set-ID bits on truncate by the unprivileged and on any chown
+  // of a regular file, unless the same call sets the mode.
+  bool chown = (req.valid & (SetAttrRequest::kUid | SetAttrRequest::kGid)) != 0;
+  if ((kill_suid || chown) && !(req.valid & SetAttrRequest::kMode)) {
+    if (uint32_t bits = KilledSetIdBits(cur->mode)) {
+      req.valid |= SetAttrRequest::kMode;
+      req.mode = cur->mode & ~bits;
+    }
+  }
   if (S_ISREG(cur->mode)) {
     if (req.valid & SetAttrRequest::kSize) {
       int rc = fd >= 0 ? ftruncate(fd, static_cast<off_t>(req.size)) : -1;
@@ -201,7 +220,7 @@ Result<Vfs::OpenFile> Vfs::Create(const Caller& caller, Ino parent, std::string_
                                   uint32_t mode, int flags) {
   auto a = MakeNode(caller, parent, name, S_IFREG | (mode & 07777), 0);
   if (!a.ok()) return a.status();
-  auto fd = Open(a->ino, flags | O_TRUNC);
+  auto fd = Open(caller, a->ino, flags | O_TRUNC);
   if (!fd.ok()) {
     // Undo the name: a create that failed (say, ENOSPC) leaves nothing behind.
     Status st = Unlink(parent, name);
@@ -211,7 +230,19 @@ Result<Vfs::OpenFile> Vfs::Create(const Caller& caller, Ino parent, std::string_
   return OpenFile{MergeData(*a, *fd), *fd};
 }
 
-Result<int> Vfs::Open(Ino ino, int flags) {
+Result<int> Vfs::Open(const Caller& caller, Ino ino, int flags) {
+  bool writes = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+  if (writes && caller.uid != 0) {
+    auto a = meta_->GetAttr(ino);
+    if (!a.ok()) return a.status();
+    if (uint32_t bits = KilledSetIdBits(a->mode)) {
+      SetAttrRequest req;
+      req.valid = SetAttrRequest::kMode;
+      req.mode = a->mode & ~bits;
+      auto r = meta_->SetAttr(ino, req);
+      if (!r.ok()) return r.status();
+    }
+  }
   if (options_.writeback_cache) {
     // The kernel may read to fill pages of a write-only file, and it places
     // appends itself.

@@ -51,8 +51,9 @@ class Vfs {
   Result<Attr> Lookup(Ino parent, std::string_view name);
   void Forget(Ino ino, uint64_t count);
   Result<Attr> GetAttr(Ino ino);
-  // `fd` is an open backing file of `ino`, or -1.
-  Result<Attr> SetAttr(Ino ino, const SetAttrRequest& req, int fd);
+  // `fd` is an open backing file of `ino`, or -1. `kill_suid` asks to drop
+  // set-ID bits (the kernel asks on truncate by an unprivileged caller).
+  Result<Attr> SetAttr(Ino ino, const SetAttrRequest& req, int fd, bool kill_suid = false);
   // mknod, mkdir and symlink (`target` for symlinks): `mode` carries the type.
   Result<Attr> MakeNode(const Caller& caller, Ino parent, std::string_view name, uint32_t mode,
                         uint64_t rdev, std::string_view target = {});
@@ -70,7 +71,10 @@ class Vfs {
   };
   Result<OpenFile> Create(const Caller& caller, Ino parent, std::string_view name, uint32_t mode,
                           int flags);
-  Result<int> Open(Ino ino, int flags);
+  // Opening for write by a caller without privilege drops the file's
+  // set-user-ID and set-group-ID bits, as a write would on a local disk: with
+  // kernel passthrough the writes themselves never reach the daemon.
+  Result<int> Open(const Caller& caller, Ino ino, int flags);
   void Release(Ino ino, int fd);
   Status Fsync(Ino ino, int fd, bool datasync);
 
