@@ -24,8 +24,10 @@ struct Attr {
   int64_t atime_ns = 0;
   int64_t mtime_ns = 0;
   int64_t ctime_ns = 0;
-  uint64_t version = 0;  // bumped when a file's content changes (cluster mode checks it)
-  uint64_t blocks = 0;   // 512-byte blocks used; filled from the data, not stored
+  uint64_t version = 0;   // bumped when a file's content changes (cluster mode checks it)
+  uint32_t owner = 0;     // cluster mode: number of the node that holds the data (0: none yet)
+  uint64_t checksum = 0;  // cluster mode: xxHash64 of the content of `version`
+  uint64_t blocks = 0;    // 512-byte blocks used; filled from the data, not stored
 };
 
 // What Create() makes. `target` is the link text of a symlink.
@@ -47,6 +49,10 @@ struct SetAttrRequest {
     kAtime = 1 << 4,
     kMtime = 1 << 5,
     kCtime = 1 << 6,
+    // Cluster mode: a new version of the content (size, owner, checksum)
+    // written on a node; refused with ESTALE unless the stored version is
+    // still `base_version`.
+    kContent = 1 << 7,
   };
   uint32_t valid = 0;
   uint32_t mode = 0;
@@ -56,6 +62,9 @@ struct SetAttrRequest {
   int64_t atime_ns = 0;
   int64_t mtime_ns = 0;
   int64_t ctime_ns = 0;
+  uint32_t owner = 0;
+  uint64_t checksum = 0;
+  uint64_t base_version = 0;
 };
 
 struct DirEntry {
