@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "meta/codec.h"
+#include "meta/redis_meta.h"
 
 namespace tempfs {
 namespace {
@@ -260,7 +261,12 @@ Result<std::unique_ptr<MetaEngine>> OpenMetaEngine(const std::string& uri, const
     if (!m.ok()) return m.status();
     return std::unique_ptr<MetaEngine>(std::move(*m));
   }
-  return Status::Err(EINVAL, "unknown metadata engine '" + uri + "' (supported: embedded)");
+  if (uri.rfind("redis://", 0) == 0) {
+    auto m = RedisMeta::Open(uri, std::chrono::seconds(5));
+    if (!m.ok()) return m.status();
+    return std::unique_ptr<MetaEngine>(std::move(*m));
+  }
+  return Status::Err(EINVAL, "unknown metadata engine '" + uri + "' (supported: embedded, redis://HOST:PORT[/DB])");
 }
 
 }  // namespace tempfs
