@@ -96,6 +96,7 @@ int Serve(const MountConfig& c, const std::function<void(const std::string&)>& r
     report("cannot start a FUSE session with options '" + opts + "' (see the log)");
     return 1;
   }
+  adapter.set_session(se);
   if (fuse_set_signal_handlers(se) != 0) {
     fuse_session_destroy(se);
     report("cannot install signal handlers");

@@ -79,23 +79,30 @@ std::string_view Sv(const char* s) { return s == nullptr ? std::string_view() : 
 // released with the last of them.
 class BackingIds {
  public:
-  int Acquire(fuse_req_t req, Vfs& vfs, Ino ino) {
+  // `fd` is the open file's own descriptor of its local copy.
+  int Acquire(fuse_req_t req, Ino ino, int fd) {
 #ifdef FUSE_CAP_PASSTHROUGH
+    struct stat st;
+    if (fstat(fd, &st) != 0) return 0;
     std::lock_guard lock(mu_);
     auto it = ids_.find(ino);
     if (it != ids_.end()) {
+      // The kernel takes one backing file per inode: an open of a newer local
+      // copy (cluster mode) is served by the daemon until the old one closes.
+      if (it->second.backing_ino != st.st_ino) return 0;
       it->second.refs++;
       return it->second.id;
     }
     // Registered read-write so that every later open of the inode, whatever
     // its mode, can use the same backing file; the kernel checks the
     // caller's own access mode on the FUSE file.
-    auto fd = vfs.store().OpenData(ino, O_RDWR);
-    if (!fd.ok()) return 0;
-    int id = fuse_passthrough_open(req, *fd);
-    close(*fd);
+    std::string self = "/proc/self/fd/" + std::to_string(fd);
+    int rw = open(self.c_str(), O_RDWR | O_CLOEXEC);
+    if (rw < 0) return 0;
+    int id = fuse_passthrough_open(req, rw);
+    close(rw);
     if (id <= 0) return 0;
-    ids_[ino] = Entry{id, 1};
+    ids_[ino] = Entry{id, 1, st.st_ino};
     return id;
 #else
     return 0;
@@ -115,6 +122,7 @@ class BackingIds {
   struct Entry {
     int id;
     int refs;
+    ino_t backing_ino;
   };
   std::mutex mu_;
   std::unordered_map<Ino, Entry> ids_;
@@ -129,11 +137,14 @@ struct DirHandle {
   std::vector<DirEntry> entries;  // "." and ".." first
 };
 
-void FillOpen(fuse_req_t req, Ino ino, fuse_file_info* fi, int fd) {
-  fi->fh = static_cast<uint64_t>(fd);
+FileHandle* H(const fuse_file_info* fi) { return reinterpret_cast<FileHandle*>(fi->fh); }
+
+void FillOpen(fuse_req_t req, Ino ino, fuse_file_info* fi, FileHandle* h) {
+  fi->fh = reinterpret_cast<uint64_t>(h);
   FuseAdapter& a = A(req);
-  if (a.passthrough_active()) {
-    int id = g_backing.Acquire(req, a.vfs(), ino);
+  if (!h->keep_cache) a.InvalidateAttributes(ino);
+  if (a.passthrough_active() && h->passthrough_ok) {
+    int id = g_backing.Acquire(req, ino, h->fd);
     if (id > 0) {
 #ifdef FUSE_CAP_PASSTHROUGH
       fi->backing_id = id;
@@ -142,8 +153,7 @@ void FillOpen(fuse_req_t req, Ino ino, fuse_file_info* fi, int fd) {
       return;
     }
   }
-  // Every change goes through this mount, so cached pages stay valid.
-  fi->keep_cache = 1;
+  fi->keep_cache = h->keep_cache;
 }
 
 bool UsesBacking(const fuse_file_info* fi) {
@@ -194,7 +204,13 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
   if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
   conn->want |= FUSE_CAP_ASYNC_READ | FUSE_CAP_ATOMIC_O_TRUNC;
-  conn->want &= ~static_cast<unsigned>(FUSE_CAP_AUTO_INVAL_DATA);  // we know nothing changes behind the kernel
+  if (a->vfs().clustered()) {
+    // Other nodes change files behind this kernel's back: let it compare
+    // size and mtime when it refreshes attributes.
+    conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+  } else {
+    conn->want &= ~static_cast<unsigned>(FUSE_CAP_AUTO_INVAL_DATA);  // nothing changes behind the kernel
+  }
   conn->max_write = 1u << 20;
   conn->max_readahead = 1u << 20;
   if (writeback) mode += ", writeback cache";
@@ -252,7 +268,7 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
   if (to_set & FUSE_SET_ATTR_MTIME) { s.valid |= SetAttrRequest::kMtime; s.mtime_ns = ns(attr->st_mtim); }
   if (to_set & FUSE_SET_ATTR_MTIME_NOW) { s.valid |= SetAttrRequest::kMtime; s.mtime_ns = now; }
   if (to_set & FUSE_SET_ATTR_CTIME) { s.valid |= SetAttrRequest::kCtime; s.ctime_ns = ns(attr->st_ctim); }
-  int fd = fi != nullptr ? static_cast<int>(fi->fh) : -1;
+  int fd = fi != nullptr ? H(fi)->fd : -1;
   bool kill_suid = (to_set & (FUSE_SET_ATTR_KILL_SUID | FUSE_SET_ATTR_KILL_SGID)) != 0;
   auto r = V(req).SetAttr(ino, s, fd, kill_suid);
   if (!r.ok()) {
@@ -322,11 +338,11 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, 
     fuse_reply_err(req, r.err());
     return;
   }
-  FillOpen(req, r->attr.ino, fi, r->fd);
+  FillOpen(req, r->attr.ino, fi, r->handle);
   fuse_entry_param e = ToEntry(req, r->attr);
   if (fuse_reply_create(req, &e, fi) != 0) {
     if (UsesBacking(fi)) g_backing.Release(req, r->attr.ino);
-    V(req).Release(r->attr.ino, r->fd);
+    V(req).Release(r->handle);
     V(req).Forget(r->attr.ino, 1);
   }
   GUARD_END
@@ -334,23 +350,31 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, 
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   GUARD_BEGIN
-  auto fd = V(req).Open(CallerOf(req), ino, fi->flags);
-  if (!fd.ok()) {
-    fuse_reply_err(req, fd.err());
+  auto h = V(req).Open(CallerOf(req), ino, fi->flags);
+  if (!h.ok()) {
+    fuse_reply_err(req, h.err());
     return;
   }
-  FillOpen(req, ino, fi, *fd);
+  FillOpen(req, ino, fi, *h);
   if (fuse_reply_open(req, fi) != 0) {
     if (UsesBacking(fi)) g_backing.Release(req, ino);
-    V(req).Release(ino, *fd);
+    V(req).Release(*h);
   }
   GUARD_END
 }
 
 void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  FileHandle* h = H(fi);
+  // Content still arriving from its owner: wait for the bytes asked for.
+  Status st = V(req).WaitReadable(h, static_cast<uint64_t>(off), size);
+  if (!st.ok()) {
+    TLOG_WARN("read of inode %llu: %s", static_cast<unsigned long long>(ino), st.ToString().c_str());
+    fuse_reply_err(req, EIO);
+    return;
+  }
   fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
   buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-  buf.buf[0].fd = static_cast<int>(fi->fh);
+  buf.buf[0].fd = h->fd;
   buf.buf[0].pos = off;
   fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
@@ -358,7 +382,7 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
 void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
   fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
   out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-  out.buf[0].fd = static_cast<int>(fi->fh);
+  out.buf[0].fd = H(fi)->fd;
   out.buf[0].pos = off;
   ssize_t n = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
   if (n < 0) fuse_reply_err(req, static_cast<int>(-n));
@@ -366,19 +390,22 @@ void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse
 }
 
 void OpFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  // Writes reach the backing file as they come; nothing is held here.
-  fuse_reply_err(req, 0);
+  GUARD_BEGIN
+  // Writes reach the local file as they come; in cluster mode close() is
+  // where a written file becomes a new version for the other nodes.
+  ReplyStatus(req, V(req).Flush(H(fi)));
+  GUARD_END
 }
 
 void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (UsesBacking(fi)) g_backing.Release(req, ino);
-  V(req).Release(ino, static_cast<int>(fi->fh));
+  V(req).Release(H(fi));
   fuse_reply_err(req, 0);
 }
 
 void OpFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
   GUARD_BEGIN
-  ReplyStatus(req, V(req).Fsync(ino, static_cast<int>(fi->fh), datasync != 0));
+  ReplyStatus(req, V(req).Fsync(H(fi), datasync != 0));
   GUARD_END
 }
 
@@ -537,12 +564,12 @@ void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
 }
 
 void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, fuse_file_info* fi) {
-  int rc = fallocate(static_cast<int>(fi->fh), mode, offset, length);
+  int rc = fallocate(H(fi)->fd, mode, offset, length);
   fuse_reply_err(req, rc == 0 ? 0 : errno);
 }
 
 void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {
-  off_t r = lseek(static_cast<int>(fi->fh), off, whence);
+  off_t r = lseek(H(fi)->fd, off, whence);
   if (r < 0) fuse_reply_err(req, errno);
   else fuse_reply_lseek(req, r);
 }
@@ -589,6 +616,12 @@ fuse_lowlevel_ops MakeOps() {
 }  // namespace
 
 FuseAdapter::FuseAdapter(Vfs& vfs, FuseAdapterOptions options) : vfs_(vfs), options_(std::move(options)) {}
+
+void FuseAdapter::InvalidateAttributes(Ino ino) {
+  // Attributes only (offset < 0): safe from inside a request. Pages go
+  // because the open does not ask to keep them.
+  if (session_ != nullptr) fuse_lowlevel_notify_inval_inode(session_, ino, -1, 0);
+}
 
 const fuse_lowlevel_ops& FuseAdapter::Ops() {
   static const fuse_lowlevel_ops ops = MakeOps();

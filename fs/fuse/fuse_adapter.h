@@ -42,11 +42,16 @@ class FuseAdapter {
   // Whether open files are served by kernel passthrough (known after INIT).
   bool passthrough_active() const { return passthrough_active_; }
   void set_passthrough_active(bool on) { passthrough_active_ = on; }
+  void set_session(fuse_session* se) { session_ = se; }
+  // Makes the kernel ask again for `ino`'s attributes (cluster mode: another
+  // node changed the file).
+  void InvalidateAttributes(Ino ino);
 
  private:
   Vfs& vfs_;
   FuseAdapterOptions options_;
   bool passthrough_active_ = false;
+  fuse_session* session_ = nullptr;
 };
 
 // Whether this libfuse was built with passthrough support.

@@ -380,7 +380,7 @@ Result<Attr> TxnMeta::SetAttr(Ino ino, const SetAttrRequest& req) {
     if (req.valid & SetAttrRequest::kUid) a.uid = req.uid;
     if (req.valid & SetAttrRequest::kGid) a.gid = req.gid;
     if (req.valid & SetAttrRequest::kSize) {
-      if (a.size != req.size) a.version++;
+      if (a.size != req.size && !(req.valid & SetAttrRequest::kContent)) a.version++;
       a.size = req.size;
     }
     if (req.valid & SetAttrRequest::kContent) {

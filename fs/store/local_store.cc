@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -87,6 +88,72 @@ Result<struct statvfs> LocalStore::StatFs() {
   struct statvfs sv;
   if (fstatvfs(data_fd_, &sv) != 0) return Status::FromErrno("statvfs");
   return sv;
+}
+
+namespace {
+constexpr char kVersionXattr[] = "trusted.tempfs.version";
+}
+
+Result<int> LocalStore::CreatePart(Ino ino) {
+  int fd = openat(data_fd_, (DataName(ino) + ".part").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::FromErrno("create part");
+  return fd;
+}
+
+Result<int> LocalStore::OpenPart(Ino ino, int flags) {
+  int fd = openat(data_fd_, (DataName(ino) + ".part").c_str(), flags | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno("open part");
+  return fd;
+}
+
+Status LocalStore::CommitPart(Ino ino, uint64_t version) {
+  std::string part = DataName(ino) + ".part";
+  std::string v = std::to_string(version);
+  int fd = openat(data_fd_, part.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno("open part");
+  int rc = fsetxattr(fd, kVersionXattr, v.data(), v.size(), 0);
+  Status st = rc == 0 ? Status::Ok() : Status::FromErrno("set version of part");
+  close(fd);
+  if (!st.ok()) return st;
+  if (renameat(data_fd_, part.c_str(), data_fd_, DataName(ino).c_str()) != 0) {
+    return Status::FromErrno("rename part");
+  }
+  return Status::Ok();
+}
+
+Status LocalStore::RemovePart(Ino ino) {
+  if (unlinkat(data_fd_, (DataName(ino) + ".part").c_str(), 0) != 0 && errno != ENOENT) {
+    return Status::FromErrno("remove part");
+  }
+  return Status::Ok();
+}
+
+Result<uint64_t> LocalStore::LocalVersion(Ino ino) {
+  int fd = openat(data_fd_, DataName(ino).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return uint64_t{0};
+    return Status::FromErrno("open data");
+  }
+  char buf[32];
+  ssize_t n = fgetxattr(fd, kVersionXattr, buf, sizeof buf - 1);
+  int err = errno;
+  close(fd);
+  if (n < 0) {
+    if (err == ENODATA) return uint64_t{0};
+    return Status::Err(err, "read version");
+  }
+  buf[n] = '\0';
+  return static_cast<uint64_t>(strtoull(buf, nullptr, 10));
+}
+
+Status LocalStore::SetLocalVersion(Ino ino, uint64_t version) {
+  std::string v = std::to_string(version);
+  int fd = openat(data_fd_, DataName(ino).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno("open data");
+  int rc = fsetxattr(fd, kVersionXattr, v.data(), v.size(), 0);
+  Status st = rc == 0 ? Status::Ok() : Status::FromErrno("set version");
+  close(fd);
+  return st;
 }
 
 Result<std::unique_ptr<StoreLock>> StoreLock::Acquire(const std::string& store) {

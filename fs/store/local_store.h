@@ -42,6 +42,16 @@ class LocalStore {
   Status SetDataTimes(Ino ino, const struct timespec times[2]);
   Result<struct statvfs> StatFs();
 
+  // Cluster mode. A copy of remote content is written to "INO.part" and
+  // renamed over the data file when complete. The version of the content a
+  // data file holds is kept in its xattr trusted.tempfs.version (0: none).
+  Result<int> CreatePart(Ino ino);
+  Result<int> OpenPart(Ino ino, int flags);
+  Status CommitPart(Ino ino, uint64_t version);
+  Status RemovePart(Ino ino);
+  Result<uint64_t> LocalVersion(Ino ino);
+  Status SetLocalVersion(Ino ino, uint64_t version);
+
  private:
   LocalStore(std::string root, int data_fd) : root_(std::move(root)), data_fd_(data_fd) {}
   std::string root_;

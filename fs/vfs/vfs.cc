@@ -6,6 +6,11 @@
 
 #include "common/log.h"
 
+#include <thread>
+#include <vector>
+
+#include <xxhash.h>
+
 namespace tempfs {
 namespace {
 
@@ -132,6 +137,21 @@ Result<Attr> Vfs::SetAttr(Ino ino, const SetAttrRequest& request, int fd, bool k
       req.mode = cur->mode & ~bits;
     }
   }
+  bool commit_content = false;
+  if (S_ISREG(cur->mode) && clustered() && (req.valid & SetAttrRequest::kSize)) {
+    // A truncate is a new version of the content, made from a whole local copy.
+    if (cur->owner != 0 && cur->owner != options_.cluster.self) {
+      auto lv = store_->LocalVersion(ino);
+      if (!lv.ok()) return lv.status();
+      if (*lv != cur->version) {
+        auto f = FetchOf(*cur);
+        if (!f.ok()) return f.status();
+        Status st = (*f)->WaitDone(options_.cluster.wait_limit);
+        if (!st.ok()) return st;
+      }
+    }
+    commit_content = true;
+  }
   if (S_ISREG(cur->mode)) {
     if (req.valid & SetAttrRequest::kSize) {
       int rc = fd >= 0 ? ftruncate(fd, static_cast<off_t>(req.size)) : -1;
@@ -148,6 +168,16 @@ Result<Attr> Vfs::SetAttr(Ino ino, const SetAttrRequest& request, int fd, bool k
     }
   } else if (req.valid & SetAttrRequest::kSize) {
     return Status::Err(S_ISDIR(cur->mode) ? EISDIR : EINVAL);
+  }
+  if (commit_content) {
+    req.valid &= ~SetAttrRequest::kSize;
+    Status st = CommitContent(ino);
+    if (!st.ok()) return st;
+    if (req.valid == 0) {
+      auto a = meta_->GetAttr(ino);
+      if (!a.ok()) return a;
+      return MergeData(*a, fd);
+    }
   }
   auto r = meta_->SetAttr(ino, req);
   if (!r.ok()) return r;
@@ -220,25 +250,79 @@ Result<Vfs::OpenFile> Vfs::Create(const Caller& caller, Ino parent, std::string_
                                   uint32_t mode, int flags) {
   auto a = MakeNode(caller, parent, name, S_IFREG | (mode & 07777), 0);
   if (!a.ok()) return a.status();
-  auto fd = Open(caller, a->ino, flags | O_TRUNC);
-  if (!fd.ok()) {
+  auto h = Open(caller, a->ino, flags | O_TRUNC);
+  if (!h.ok()) {
     // Undo the name: a create that failed (say, ENOSPC) leaves nothing behind.
     Status st = Unlink(parent, name);
     (void)st;
-    return fd.status();
+    return h.status();
   }
-  return OpenFile{MergeData(*a, *fd), *fd};
+  return OpenFile{MergeData(*a, (*h)->fd), *h};
 }
 
-Result<int> Vfs::Open(const Caller& caller, Ino ino, int flags) {
+bool Vfs::KernelCacheCurrent(Ino ino, uint64_t version) {
+  std::lock_guard lock(mu_);
+  auto [it, inserted] = kernel_version_.try_emplace(ino, version);
+  if (inserted) return false;
+  bool same = it->second == version;
+  it->second = version;
+  return same;
+}
+
+Result<std::shared_ptr<Fetch>> Vfs::FetchOf(const Attr& attr) {
+  std::lock_guard lock(mu_);
+  auto it = fetches_.find(attr.ino);
+  if (it != fetches_.end() && it->second->attr().version == attr.version) return it->second;
+  if (it != fetches_.end()) {
+    // An older version is still arriving: the new one must not share its
+    // .part file. Readers of the old one keep their descriptors.
+    return Status::Err(EAGAIN, "previous version still arriving");
+  }
+  auto f = std::make_shared<Fetch>(*store_, *options_.cluster.transport, attr, [this](const Fetch& done) {
+    Status st = done.result();
+    std::string peer = options_.cluster.transport->NodeName(done.attr().owner);
+    if (st.ok()) {
+      counters_.bytes_fetched += done.bytes();
+      TLOG_INFO("fetched inode %llu version %llu (%llu bytes) from node %s in %lld ms",
+                static_cast<unsigned long long>(done.attr().ino), static_cast<unsigned long long>(done.attr().version),
+                static_cast<unsigned long long>(done.bytes()), peer.c_str(),
+                static_cast<long long>(done.elapsed().count()));
+    } else {
+      counters_.fetch_failures++;
+      TLOG_ERROR("fetch of inode %llu version %llu from node %s failed: %s",
+                 static_cast<unsigned long long>(done.attr().ino), static_cast<unsigned long long>(done.attr().version),
+                 peer.c_str(), st.ToString().c_str());
+    }
+    std::lock_guard l(mu_);
+    auto cur = fetches_.find(done.attr().ino);
+    if (cur != fetches_.end() && cur->second.get() == &done) fetches_.erase(cur);
+    fetches_done_.notify_all();
+  });
+  Status st = f->Start();
+  if (!st.ok()) return st;
+  counters_.remote_fetches++;
+  fetches_[attr.ino] = f;
+  return f;
+}
+
+Vfs::~Vfs() {
+  std::unique_lock lock(mu_);
+  fetches_done_.wait_for(lock, std::chrono::seconds(30), [&] { return fetches_.empty(); });
+}
+
+Result<FileHandle*> Vfs::Open(const Caller& caller, Ino ino, int flags) {
   bool writes = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
-  if (writes && caller.uid != 0) {
+  Attr attr;
+  if ((writes && caller.uid != 0) || clustered()) {
     auto a = meta_->GetAttr(ino);
     if (!a.ok()) return a.status();
-    if (uint32_t bits = KilledSetIdBits(a->mode)) {
+    attr = *a;
+  }
+  if (writes && caller.uid != 0) {
+    if (uint32_t bits = KilledSetIdBits(attr.mode)) {
       SetAttrRequest req;
       req.valid = SetAttrRequest::kMode;
-      req.mode = a->mode & ~bits;
+      req.mode = attr.mode & ~bits;
       auto r = meta_->SetAttr(ino, req);
       if (!r.ok()) return r.status();
     }
@@ -249,15 +333,138 @@ Result<int> Vfs::Open(const Caller& caller, Ino ino, int flags) {
     if ((flags & O_ACCMODE) == O_WRONLY) flags = (flags & ~O_ACCMODE) | O_RDWR;
     flags &= ~O_APPEND;
   }
-  auto fd = store_->OpenData(ino, flags);
-  if (!fd.ok()) return fd;
+  auto h = std::make_unique<FileHandle>();
+  h->ino = ino;
+  h->writable = writes;
+  h->truncated = (flags & O_TRUNC) != 0;
+  bool remote = clustered() && attr.owner != 0 && attr.owner != options_.cluster.self;
+  if (remote) {
+    auto lv = store_->LocalVersion(ino);
+    if (!lv.ok()) return lv.status();
+    if (*lv != attr.version && !h->truncated) {
+      Result<std::shared_ptr<Fetch>> f = Status::Err(EAGAIN);
+      // A previous version's copy may still be finishing: wait for it, bounded.
+      for (int i = 0; i < 100 && !f.ok() && f.err() == EAGAIN; i++) {
+        f = FetchOf(attr);
+        if (!f.ok() && f.err() == EAGAIN) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      if (!f.ok()) return f.status();
+      if (writes) {
+        // Writers change the local copy: it must be whole first.
+        Status st = (*f)->WaitDone(options_.cluster.wait_limit);
+        if (!st.ok()) return st;
+      } else {
+        auto fd = (*f)->OpenForRead();
+        if (!fd.ok()) return fd.status();
+        h->fd = *fd;
+        h->fetch = *f;
+        h->passthrough_ok = false;
+      }
+    } else if (*lv != attr.version) {
+      // O_TRUNC: the old content does not matter; start from an empty file
+      // that stands for the version it will replace.
+      auto fd = store_->OpenData(ino, O_WRONLY | O_TRUNC);
+      if (!fd.ok()) return fd.status();
+      close(*fd);
+      Status st = store_->SetLocalVersion(ino, attr.version);
+      if (!st.ok()) return st;
+    } else {
+      counters_.local_opens++;
+    }
+  } else {
+    counters_.local_opens++;
+  }
+  if (h->fd < 0) {
+    auto fd = store_->OpenData(ino, flags);
+    if (!fd.ok()) return fd.status();
+    h->fd = *fd;
+  }
+  struct stat st;
+  if (fstat(h->fd, &st) == 0) {
+    h->opened_mtime_ns = TsNs(st.st_mtim);
+    h->opened_size = st.st_size;
+  }
+  if (clustered()) h->keep_cache = KernelCacheCurrent(ino, attr.version);
   std::lock_guard lock(mu_);
   refs_[ino].opens++;
-  return fd;
+  return h.release();
 }
 
-void Vfs::Release(Ino ino, int fd) {
-  close(fd);
+Status Vfs::WaitReadable(FileHandle* h, uint64_t off, uint64_t size) {
+  if (!h->fetch) return Status::Ok();
+  return h->fetch->WaitFor(std::min(off + size, h->fetch->attr().size), options_.cluster.wait_limit);
+}
+
+Status Vfs::CommitContent(Ino ino) {
+  auto base = store_->LocalVersion(ino);
+  if (!base.ok()) return base.status();
+  auto fd = store_->OpenData(ino, O_RDONLY);
+  if (!fd.ok()) return fd.status();
+  XXH64_state_t* x = XXH64_createState();
+  XXH64_reset(x, 0);
+  std::vector<char> buf(1 << 20);
+  uint64_t size = 0;
+  Status st;
+  for (;;) {
+    ssize_t n = read(*fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      st = Status::FromErrno("read for checksum");
+      break;
+    }
+    if (n == 0) break;
+    XXH64_update(x, buf.data(), n);
+    size += n;
+  }
+  uint64_t sum = XXH64_digest(x);
+  XXH64_freeState(x);
+  close(*fd);
+  if (!st.ok()) return st;
+  SetAttrRequest req;
+  req.valid = SetAttrRequest::kContent | SetAttrRequest::kSize;
+  req.size = size;
+  req.owner = options_.cluster.self;
+  req.checksum = sum;
+  req.base_version = *base;
+  auto r = meta_->SetAttr(ino, req);
+  if (!r.ok()) {
+    if (r.err() == ESTALE) {
+      counters_.write_conflicts++;
+      TLOG_WARN("inode %llu: another node wrote version %s first; this node's changes were not published",
+                static_cast<unsigned long long>(ino), "newer");
+      return Status::Err(EIO, "write conflict");
+    }
+    return r.status();
+  }
+  st = store_->SetLocalVersion(ino, r->version);
+  if (!st.ok()) return st;
+  counters_.versions_committed++;
+  std::lock_guard lock(mu_);
+  kernel_version_[ino] = r->version;
+  return Status::Ok();
+}
+
+Status Vfs::Flush(FileHandle* h) {
+  if (!clustered() || !h->writable) return Status::Ok();
+  struct stat st;
+  if (fstat(h->fd, &st) != 0) return Status::FromErrno("stat");
+  if (!h->truncated && TsNs(st.st_mtim) == h->opened_mtime_ns &&
+      static_cast<uint64_t>(st.st_size) == h->opened_size) {
+    return Status::Ok();  // not written through this handle
+  }
+  Status cs = CommitContent(h->ino);
+  if (cs.ok()) {
+    h->opened_mtime_ns = TsNs(st.st_mtim);
+    h->opened_size = st.st_size;
+    h->truncated = false;
+  }
+  return cs;
+}
+
+void Vfs::Release(FileHandle* h) {
+  Ino ino = h->ino;
+  close(h->fd);
+  delete h;
   {
     std::lock_guard lock(mu_);
     auto it = refs_.find(ino);
@@ -270,9 +477,21 @@ void Vfs::Release(Ino ino, int fd) {
   DropInode(ino);
 }
 
-Status Vfs::Fsync(Ino ino, int fd, bool datasync) {
-  if (fd >= 0 && (datasync ? fdatasync(fd) : fsync(fd)) != 0) return Status::FromErrno("fsync");
+Status Vfs::Fsync(FileHandle* h, bool datasync) {
+  if (h != nullptr && (datasync ? fdatasync(h->fd) : fsync(h->fd)) != 0) return Status::FromErrno("fsync");
   return meta_->Sync();
+}
+
+Result<std::pair<int, uint64_t>> Vfs::OpenForPeer(Ino ino, uint64_t version) {
+  auto a = meta_->GetAttr(ino);
+  if (!a.ok()) return a.status();
+  if (a->owner != options_.cluster.self || a->version != version) return Status::Err(ESTALE, "not the owner of that version");
+  auto lv = store_->LocalVersion(ino);
+  if (!lv.ok()) return lv.status();
+  if (*lv != version) return Status::Err(ESTALE, "local copy is another version");
+  auto fd = store_->OpenData(ino, O_RDONLY);
+  if (!fd.ok()) return fd.status();
+  return std::make_pair(*fd, a->size);
 }
 
 Result<std::string> Vfs::GetXattr(Ino ino, std::string_view name) { return meta_->GetXattr(ino, name); }

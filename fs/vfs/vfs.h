@@ -16,6 +16,8 @@
 
 #include <sys/statvfs.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -26,6 +28,8 @@
 #include "common/status.h"
 #include "meta/meta_engine.h"
 #include "store/local_store.h"
+#include "vfs/fetch.h"
+#include "vfs/remote.h"
 
 namespace tempfs {
 
@@ -35,15 +39,53 @@ struct Caller {
   uint32_t gid = 0;
 };
 
+// Cluster mode: the node's number, and how to reach the others.
+struct ClusterOptions {
+  uint32_t self = 0;  // 0: a single node, no cluster
+  PeerTransport* transport = nullptr;
+  // Bound on waiting for a peer's data after it stops sending.
+  std::chrono::milliseconds wait_limit{std::chrono::minutes(10)};
+};
+
 struct VfsOptions {
   // The kernel caches writes (FUSE writeback cache): it may read through
   // write-only opens and handles O_APPEND itself.
   bool writeback_cache = false;
+  ClusterOptions cluster;
+};
+
+// Counters, for logs and the admin view.
+struct VfsCounters {
+  std::atomic<uint64_t> local_opens{0};
+  std::atomic<uint64_t> remote_fetches{0};
+  std::atomic<uint64_t> bytes_fetched{0};
+  std::atomic<uint64_t> fetch_failures{0};
+  std::atomic<uint64_t> versions_committed{0};
+  std::atomic<uint64_t> write_conflicts{0};
+};
+
+// An open regular file.
+struct FileHandle {
+  Ino ino = 0;
+  int fd = -1;  // the local copy (or the copy still arriving)
+  bool writable = false;
+  // Set while the content is still arriving from its owner.
+  std::shared_ptr<Fetch> fetch;
+  // The kernel may keep pages it cached of this file (they are current).
+  bool keep_cache = true;
+  // The kernel may read and write the local file directly.
+  bool passthrough_ok = true;
+  // What the file looked like when opened, to see whether it was written.
+  int64_t opened_mtime_ns = 0;
+  uint64_t opened_size = 0;
+  bool truncated = false;
 };
 
 class Vfs {
  public:
   Vfs(std::unique_ptr<MetaEngine> meta, std::unique_ptr<LocalStore> store, VfsOptions options);
+  // Waits for fetches still running.
+  ~Vfs();
 
   // Drops the orphans of a previous run. Call once before serving.
   Status Start();
@@ -67,16 +109,30 @@ class Vfs {
 
   struct OpenFile {
     Attr attr;
-    int fd = -1;  // backing file, owned by the caller until Release()
+    FileHandle* handle = nullptr;  // owned by the caller until Release()
   };
   Result<OpenFile> Create(const Caller& caller, Ino parent, std::string_view name, uint32_t mode,
                           int flags);
   // Opening for write by a caller without privilege drops the file's
   // set-user-ID and set-group-ID bits, as a write would on a local disk: with
   // kernel passthrough the writes themselves never reach the daemon.
-  Result<int> Open(const Caller& caller, Ino ino, int flags);
-  void Release(Ino ino, int fd);
-  Status Fsync(Ino ino, int fd, bool datasync);
+  // In cluster mode, a file whose data is on another node is fetched; the
+  // open returns at once for reading (see WaitReadable), after the whole
+  // copy for writing.
+  Result<FileHandle*> Open(const Caller& caller, Ino ino, int flags);
+  // Waits until bytes [off, off+size) of the handle's file are local.
+  Status WaitReadable(FileHandle* h, uint64_t off, uint64_t size);
+  // close(2): in cluster mode, a written file becomes a new version owned
+  // by this node (close-to-open consistency). ESTALE-caused conflicts are
+  // reported as EIO.
+  Status Flush(FileHandle* h);
+  void Release(FileHandle* h);
+  Status Fsync(FileHandle* h, bool datasync);
+  // Cluster mode, for peers: the local content of `ino` at `version`, if
+  // this node owns it. Returns an open descriptor and the size.
+  Result<std::pair<int, uint64_t>> OpenForPeer(Ino ino, uint64_t version);
+  const VfsCounters& counters() const { return counters_; }
+  bool clustered() const { return options_.cluster.self != 0; }
 
   Result<std::string> GetXattr(Ino ino, std::string_view name);
   Result<std::vector<std::string>> ListXattr(Ino ino);
@@ -103,12 +159,22 @@ class Vfs {
   void DropInode(Ino ino);
   // Regular files: size and times come from the backing file.
   Attr MergeData(Attr attr, int fd);
+  // Cluster mode: the running fetch of `attr`'s content, started if need be.
+  Result<std::shared_ptr<Fetch>> FetchOf(const Attr& attr);
+  // Cluster mode: makes the local content of `ino` a new version owned here.
+  Status CommitContent(Ino ino);
+  // Whether the kernel's cached pages of `ino` are still `version`'s.
+  bool KernelCacheCurrent(Ino ino, uint64_t version);
 
   std::unique_ptr<MetaEngine> meta_;
   std::unique_ptr<LocalStore> store_;
   VfsOptions options_;
   std::mutex mu_;
   std::unordered_map<Ino, InodeRefs> refs_;  // guarded by mu_
+  std::unordered_map<Ino, std::shared_ptr<Fetch>> fetches_;  // guarded by mu_
+  std::unordered_map<Ino, uint64_t> kernel_version_;  // guarded by mu_
+  std::condition_variable fetches_done_;
+  VfsCounters counters_;
 };
 
 // Checks a single path component: ENAMETOOLONG, EINVAL, ...

@@ -1,0 +1,27 @@
+// How the core reaches data that lives on another node. The cluster layer
+// implements these; the core only sees node numbers and inode versions.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "common/status.h"
+#include "meta/types.h"
+
+namespace tempfs {
+
+class PeerTransport {
+ public:
+  virtual ~PeerTransport() = default;
+  using Sink = std::function<Status(const char* data, size_t len)>;
+  // Streams bytes [0, size) of `ino` at `version` from node `owner` into
+  // `sink`, in order, as they arrive. Fails within the transport's timeout
+  // when the peer dies or stops answering; ESTALE if the peer no longer has
+  // that version; EHOSTUNREACH if the node left the cluster.
+  virtual Status Fetch(uint32_t owner, Ino ino, uint64_t version, uint64_t size, const Sink& sink) = 0;
+  // A name for logs.
+  virtual std::string NodeName(uint32_t node) = 0;
+};
+
+}  // namespace tempfs
