@@ -40,6 +40,14 @@ int main(int argc, char** argv) {
   mount->add_flag("--no-passthrough", no_passthrough, "never use kernel passthrough (fallback data path)");
   mount->add_flag("--no-writeback-cache", no_writeback, "no kernel writeback cache in the fallback path");
   mount->add_flag("--debug", mc.debug, "log every FUSE request");
+  mount->add_option("--node-id", mc.node_id, "cluster mode: this node's name (stable across restarts)");
+  mount->add_option("--listen", mc.listen, "cluster mode: HOST:PORT to serve peers on");
+  mount->add_option("--advertise", mc.advertise, "cluster mode: HOST:PORT the other nodes use (default: --listen)");
+  mount->add_option("--secret-file", mc.secret_file, "cluster mode: file with the cluster secret (mode 600)");
+  mount->add_option("--peer-timeout", mc.peer_timeout, "cluster mode: seconds a silent peer gets before reads fail with EIO")
+      ->capture_default_str();
+  mount->add_option("--cache-timeout", mc.cache_timeout, "cluster mode: seconds the kernel caches names and attributes")
+      ->capture_default_str();
 
   std::string umount_point;
   bool lazy = false;

@@ -13,6 +13,10 @@
 #include <cstring>
 #include <thread>
 
+#include "cluster/auth.h"
+#include "cluster/peer_client.h"
+#include "cluster/peer_server.h"
+#include "cluster/registry.h"
 #include "common/log.h"
 #include "daemon/mount_table.h"
 #include "fuse/fuse_adapter.h"
@@ -32,6 +36,34 @@ void LibfuseLog(enum fuse_log_level level, const char* fmt, va_list ap) {
   VLogf(level <= FUSE_LOG_ERR ? LogLevel::kError : level <= FUSE_LOG_WARNING ? LogLevel::kWarn
                                                                                 : LogLevel::kInfo,
         fmt, ap);
+}
+
+bool Clustered(const MountConfig& c) { return c.meta_uri.rfind("redis://", 0) == 0; }
+
+// Cluster options must come together, and only with a shared engine.
+Status CheckClusterOptions(const MountConfig& c) {
+  bool any = !c.node_id.empty() || !c.listen.empty() || !c.secret_file.empty() || !c.advertise.empty();
+  if (!Clustered(c)) {
+    if (any) return Status::Err(EINVAL, "--node-id, --listen, --advertise and --secret-file need --meta redis://HOST:PORT");
+    return Status::Ok();
+  }
+  if (c.node_id.empty() || c.listen.empty() || c.secret_file.empty()) {
+    return Status::Err(EINVAL, "cluster mode (--meta redis://...) needs --node-id, --listen and --secret-file");
+  }
+  if (c.node_id.size() > 63 || c.node_id.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != std::string::npos) {
+    return Status::Err(EINVAL, "node id '" + c.node_id + "' must be 1-63 letters, digits, '.', '_' or '-'");
+  }
+  if (c.peer_timeout <= 0 || c.peer_timeout > 3600) return Status::Err(EINVAL, "--peer-timeout must be in (0, 3600] seconds");
+  if (c.cache_timeout < 0 || c.cache_timeout > 3600) return Status::Err(EINVAL, "--cache-timeout must be in [0, 3600] seconds");
+  auto l = HostPort::Parse(c.listen);
+  if (!l.ok()) return Status::Err(EINVAL, "--listen: " + l.status().message());
+  if (!c.advertise.empty()) {
+    auto a = HostPort::Parse(c.advertise);
+    if (!a.ok()) return Status::Err(EINVAL, "--advertise: " + a.status().message());
+  }
+  auto sec = ReadSecretFile(c.secret_file);
+  if (!sec.ok()) return sec.status();
+  return Status::Ok();
 }
 
 // Checks that can be made before anything is touched.
@@ -72,15 +104,53 @@ int Serve(const MountConfig& c, const std::function<void(const std::string&)>& r
     report("metadata: " + meta.status().ToString());
     return 1;
   }
-  Vfs vfs(std::move(*meta), std::move(*store), VfsOptions{});
+  VfsOptions vo;
+  std::chrono::milliseconds peer_timeout(static_cast<long>(c.peer_timeout * 1000));
+  std::unique_ptr<RedisClient> cluster_redis;
+  std::unique_ptr<NodeRegistry> registry;
+  std::unique_ptr<PeerClient> peers;
+  std::string secret;
+  HostPort listen;
+  if (Clustered(c)) {
+    secret = *ReadSecretFile(c.secret_file);
+    listen = *HostPort::Parse(c.listen);
+    HostPort advertise = c.advertise.empty() ? listen : *HostPort::Parse(c.advertise);
+    cluster_redis = std::make_unique<RedisClient>(*RedisAddress::Parse(c.meta_uri), std::chrono::seconds(5));
+    registry = std::make_unique<NodeRegistry>(*cluster_redis, c.node_id, advertise, std::chrono::seconds(10));
+    auto num = registry->Join();
+    if (!num.ok()) {
+      report("cluster: " + num.status().ToString());
+      return 1;
+    }
+    peers = std::make_unique<PeerClient>(*registry, secret, peer_timeout);
+    vo.cluster.self = *num;
+    vo.cluster.transport = peers.get();
+    TLOG_INFO("joined the cluster as node %s (#%u), advertised at %s", c.node_id.c_str(), *num,
+              advertise.ToString().c_str());
+  }
+  Vfs vfs(std::move(*meta), std::move(*store), vo);
   Status st = vfs.Start();
   if (!st.ok()) {
     report(st.ToString());
     return 1;
   }
+  std::unique_ptr<PeerServer> server;
+  if (Clustered(c)) {
+    server = std::make_unique<PeerServer>(vfs, secret, peer_timeout);
+    Status ss = server->Start(listen);
+    if (!ss.ok()) {
+      report("peers: " + ss.ToString());
+      return 1;
+    }
+  }
   FuseAdapterOptions fo;
   fo.passthrough = c.passthrough;
   fo.writeback_cache = c.writeback_cache;
+  if (Clustered(c)) {
+    // Other nodes change the namespace: the kernel may trust what it cached
+    // only briefly (opens always check versions).
+    fo.entry_timeout = fo.attr_timeout = fo.negative_timeout = c.cache_timeout;
+  }
   fo.on_ready = [&](const std::string& mode) { report("OK"); };
   FuseAdapter adapter(vfs, fo);
 
@@ -131,7 +201,9 @@ int RunMount(const MountConfig& config) {
   c.mountpoint = LexicalAbsolute(c.mountpoint);
   if (c.debug) SetLogLevel(LogLevel::kDebug);
   fuse_set_log_func(LibfuseLog);
-  Status st = Precheck(c.store, c.mountpoint);
+  Status st = CheckClusterOptions(c);
+  if (!st.ok()) return Fail(st.message().empty() ? st.ToString() : st.message());
+  st = Precheck(c.store, c.mountpoint);
   if (!st.ok()) return Fail(st.ToString());
   if (c.log_file.empty() && !c.foreground) c.log_file = c.store + "/tempfs.log";
 

@@ -18,6 +18,13 @@ struct MountConfig {
   bool passthrough = true;
   bool writeback_cache = true;
   bool debug = false;
+  // Cluster mode (with a redis:// metadata engine).
+  std::string node_id;
+  std::string listen;     // HOST:PORT for peers
+  std::string advertise;  // HOST:PORT others use; default: listen
+  std::string secret_file;
+  double peer_timeout = 5;   // seconds without progress before a fetch fails
+  double cache_timeout = 1;  // seconds the kernel may trust names and attributes
 };
 
 // Returns the process exit code. In the background mode it returns once the

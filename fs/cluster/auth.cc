@@ -1,0 +1,62 @@
+#include "cluster/auth.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace tempfs {
+
+Mac ComputeMac(std::string_view secret, std::string_view nonce, std::string_view message) {
+  std::string data;
+  data.reserve(nonce.size() + message.size());
+  data.append(nonce);
+  data.append(message);
+  Mac out{};
+  unsigned int len = 0;
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+       reinterpret_cast<const unsigned char*>(data.data()), data.size(), out.data(), &len);
+  return out;
+}
+
+bool MacEqual(const Mac& a, const Mac& b) {
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); i++) diff |= a[i] ^ b[i];
+  return diff == 0;
+}
+
+Result<std::string> ReadSecretFile(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno("secret file " + path);
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    close(fd);
+    return Status::FromErrno("secret file " + path);
+  }
+  if (st.st_mode & 077) {
+    close(fd);
+    return Status::Err(EPERM, "secret file " + path + " is readable by others (chmod 600 it)");
+  }
+  std::string s;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) s.append(buf, n);
+  close(fd);
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  if (s.size() < 16) return Status::Err(EINVAL, "secret file " + path + " holds fewer than 16 bytes");
+  return s;
+}
+
+std::string RandomBytes(size_t n) {
+  std::string s(n, '\0');
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = getrandom(s.data() + got, n - got, 0);
+    if (r > 0) got += r;
+  }
+  return s;
+}
+
+}  // namespace tempfs

@@ -1,0 +1,25 @@
+// Cluster authentication: every peer request carries an HMAC-SHA256 of its
+// fields under the cluster secret, keyed to a nonce the server chose for the
+// connection and a sequence number, so a request can be neither forged nor
+// replayed.
+#pragma once
+
+#include <array>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace tempfs {
+
+using Mac = std::array<unsigned char, 32>;
+
+Mac ComputeMac(std::string_view secret, std::string_view nonce, std::string_view message);
+// Constant-time comparison.
+bool MacEqual(const Mac& a, const Mac& b);
+// Reads the secret file: non-empty, not readable by group or others; a
+// trailing newline is not part of the secret.
+Result<std::string> ReadSecretFile(const std::string& path);
+std::string RandomBytes(size_t n);
+
+}  // namespace tempfs

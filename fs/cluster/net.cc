@@ -1,0 +1,162 @@
+#include "cluster/net.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+namespace tempfs {
+
+Result<HostPort> HostPort::Parse(const std::string& s) {
+  size_t colon = s.rfind(':');
+  if (colon == std::string::npos || colon == 0) return Status::Err(EINVAL, "expected HOST:PORT, got '" + s + "'");
+  HostPort hp;
+  hp.host = s.substr(0, colon);
+  if (hp.host.size() >= 2 && hp.host.front() == '[' && hp.host.back() == ']') hp.host = hp.host.substr(1, hp.host.size() - 2);
+  std::string port = s.substr(colon + 1);
+  char* end = nullptr;
+  long p = strtol(port.c_str(), &end, 10);
+  if (port.empty() || *end != '\0' || p <= 0 || p > 65535) return Status::Err(EINVAL, "bad port in '" + s + "'");
+  hp.port = static_cast<int>(p);
+  return hp;
+}
+
+std::string HostPort::ToString() const {
+  bool v6 = host.find(':') != std::string::npos;
+  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+namespace {
+
+Result<addrinfo*> Resolve(const HostPort& a, bool passive) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  if (passive) hints.ai_flags = AI_PASSIVE;
+  addrinfo* res = nullptr;
+  int rc = getaddrinfo(a.host.c_str(), std::to_string(a.port).c_str(), &hints, &res);
+  if (rc != 0) return Status::Err(EINVAL, "cannot resolve " + a.ToString() + ": " + gai_strerror(rc));
+  return res;
+}
+
+void SetTimeouts(int fd, std::chrono::milliseconds t) {
+  timeval tv{static_cast<time_t>(t.count() / 1000), static_cast<suseconds_t>((t.count() % 1000) * 1000)};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+}  // namespace
+
+Result<int> Listen(const HostPort& addr) {
+  auto res = Resolve(addr, true);
+  if (!res.ok()) return res.status();
+  Status last = Status::Err(EADDRNOTAVAIL, "listen " + addr.ToString());
+  for (addrinfo* ai = *res; ai != nullptr; ai = ai->ai_next) {
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
+    if (fd < 0) continue;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 128) == 0) {
+      freeaddrinfo(*res);
+      return fd;
+    }
+    last = Status::FromErrno("listen on " + addr.ToString());
+    close(fd);
+  }
+  freeaddrinfo(*res);
+  return last;
+}
+
+Result<int> Connect(const HostPort& addr, std::chrono::milliseconds timeout) {
+  auto res = Resolve(addr, false);
+  if (!res.ok()) return res.status();
+  Status last = Status::Err(EHOSTUNREACH, "connect " + addr.ToString());
+  for (addrinfo* ai = *res; ai != nullptr; ai = ai->ai_next) {
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) continue;
+    int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
+    if (rc != 0 && errno == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      rc = poll(&p, 1, static_cast<int>(timeout.count()));
+      if (rc == 1) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        errno = err;
+        rc = err == 0 ? 0 : -1;
+      } else {
+        errno = rc == 0 ? ETIMEDOUT : errno;
+        rc = -1;
+      }
+    }
+    if (rc == 0) {
+      fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+      SetTimeouts(fd, timeout);
+      freeaddrinfo(*res);
+      return fd;
+    }
+    last = Status::FromErrno("connect " + addr.ToString());
+    close(fd);
+  }
+  freeaddrinfo(*res);
+  return last;
+}
+
+Status ReadFull(int fd, void* buf, size_t n) {
+  auto* p = static_cast<char*>(buf);
+  while (n > 0) {
+    ssize_t r = recv(fd, p, n, 0);
+    if (r == 0) return Status::Err(ECONNRESET, "peer closed the connection");
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return Status::Err(ETIMEDOUT, "peer stopped answering");
+      return Status::FromErrno("recv");
+    }
+    p += r;
+    n -= r;
+  }
+  return Status::Ok();
+}
+
+Status WriteFull(int fd, const void* buf, size_t n) {
+  auto* p = static_cast<const char*>(buf);
+  while (n > 0) {
+    ssize_t r = send(fd, p, n, MSG_NOSIGNAL);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return Status::Err(ETIMEDOUT, "peer stopped reading");
+      return Status::FromErrno("send");
+    }
+    p += r;
+    n -= r;
+  }
+  return Status::Ok();
+}
+
+std::string PeerName(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "?";
+  char host[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (ss.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+    port = ntohs(a->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+    port = ntohs(a->sin6_port);
+  }
+  return HostPort{host, port}.ToString();
+}
+
+}  // namespace tempfs

@@ -1,0 +1,107 @@
+#include "cluster/peer_client.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cluster/auth.h"
+#include "cluster/protocol.h"
+#include "meta/codec.h"
+
+namespace tempfs {
+
+PeerClient::Conn::~Conn() {
+  if (fd >= 0) close(fd);
+}
+
+PeerClient::PeerClient(NodeRegistry& registry, std::string secret, std::chrono::milliseconds timeout)
+    : registry_(registry), secret_(std::move(secret)), timeout_(timeout) {}
+
+PeerClient::~PeerClient() = default;
+
+Result<std::unique_ptr<PeerClient::Conn>> PeerClient::Get(const HostPort& addr) {
+  {
+    std::lock_guard lock(mu_);
+    auto& v = idle_[addr.ToString()];
+    if (!v.empty()) {
+      auto c = std::move(v.back());
+      v.pop_back();
+      return c;
+    }
+  }
+  auto fd = Connect(addr, timeout_);
+  if (!fd.ok()) return fd.status();
+  auto c = std::make_unique<Conn>();
+  c->fd = *fd;
+  std::string hello(kHelloSize, '\0');
+  Status st = ReadFull(c->fd, hello.data(), hello.size());
+  if (!st.ok()) return st;
+  Decoder d(hello);
+  if (d.U32() != kHelloMagic || d.U32() != kProtocolVersion) {
+    return Status::Err(EPROTO, "peer " + addr.ToString() + " speaks another protocol");
+  }
+  c->nonce = hello.substr(8);
+  return c;
+}
+
+void PeerClient::Put(const HostPort& addr, std::unique_ptr<Conn> c) {
+  std::lock_guard lock(mu_);
+  auto& v = idle_[addr.ToString()];
+  if (v.size() < 4) v.push_back(std::move(c));
+}
+
+Status PeerClient::Fetch(uint32_t owner, Ino ino, uint64_t version, uint64_t size, const Sink& sink) {
+  auto addr = registry_.Address(owner);
+  if (!addr.ok()) return addr.status();
+  // A pooled connection may have been closed by the peer meanwhile: a request
+  // that fails before any byte arrived is tried once more on a new one.
+  for (int attempt = 0;; attempt++) {
+    auto c = Get(*addr);
+    if (!c.ok()) return c.status();
+    Conn& conn = **c;
+    PeerRequest r;
+    r.node = registry_.self();
+    r.ino = ino;
+    r.version = version;
+    r.offset = 0;
+    r.length = size;
+    r.seq = ++conn.seq;
+    std::string body = EncodeRequestBody(r);
+    Mac mac = ComputeMac(secret_, conn.nonce, body);
+    body.append(reinterpret_cast<const char*>(mac.data()), mac.size());
+    Status st = WriteFull(conn.fd, body.data(), body.size());
+    char head[kResponseSize];
+    if (st.ok()) st = ReadFull(conn.fd, head, sizeof head);
+    if (!st.ok()) {
+      if (attempt == 0) continue;
+      return st;
+    }
+    Decoder d(std::string_view(head, sizeof head));
+    uint32_t status = d.U32();
+    d.U32();
+    uint64_t len = d.U64();
+    if (status != 0) {
+      Put(*addr, std::move(*c));
+      return Status::Err(static_cast<int>(status), "node " + registry_.Name(owner) + " refused");
+    }
+    if (len != size) return Status::Err(ESTALE, "peer holds another size");
+    std::vector<char> buf(1 << 20);
+    uint64_t got = 0;
+    while (got < len) {
+      size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), len - got));
+      ssize_t n = recv(conn.fd, buf.data(), want, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n == 0) return Status::Err(ECONNRESET, "node " + registry_.Name(owner) + " closed the connection");
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return Status::Err(ETIMEDOUT, "node " + registry_.Name(owner) + " stopped sending");
+        return Status::FromErrno("recv");
+      }
+      Status s = sink(buf.data(), static_cast<size_t>(n));
+      if (!s.ok()) return s;
+      got += n;
+    }
+    Put(*addr, std::move(*c));
+    return Status::Ok();
+  }
+}
+
+}  // namespace tempfs

@@ -1,0 +1,135 @@
+#include "cluster/peer_server.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cluster/auth.h"
+#include "cluster/protocol.h"
+#include "common/log.h"
+#include "meta/codec.h"
+
+namespace tempfs {
+namespace {
+
+constexpr int kMaxConnections = 64;
+
+Status SendResponse(int fd, uint32_t status, uint64_t length) {
+  Encoder e;
+  e.U32(status);
+  e.U32(0);
+  e.U64(length);
+  return WriteFull(fd, e.buffer().data(), e.size());
+}
+
+}  // namespace
+
+PeerServer::PeerServer(Vfs& vfs, std::string secret, std::chrono::milliseconds timeout)
+    : vfs_(vfs), secret_(std::move(secret)), timeout_(timeout) {}
+
+PeerServer::~PeerServer() { Stop(); }
+
+Status PeerServer::Start(const HostPort& listen) {
+  auto fd = Listen(listen);
+  if (!fd.ok()) return fd.status();
+  listen_fd_ = *fd;
+  if (pipe2(stop_pipe_, O_CLOEXEC) != 0) return Status::FromErrno("pipe");
+  accept_ = std::thread([this] { AcceptLoop(); });
+  TLOG_INFO("serving peers on %s", listen.ToString().c_str());
+  return Status::Ok();
+}
+
+void PeerServer::Stop() {
+  if (!accept_.joinable()) return;
+  char c = 0;
+  ssize_t n = write(stop_pipe_[1], &c, 1);
+  (void)n;
+  accept_.join();
+  close(listen_fd_);
+  close(stop_pipe_[0]);
+  close(stop_pipe_[1]);
+}
+
+void PeerServer::AcceptLoop() {
+  for (;;) {
+    pollfd p[2] = {{listen_fd_, POLLIN, 0}, {stop_pipe_[0], POLLIN, 0}};
+    if (poll(p, 2, -1) < 0) continue;
+    if (p[1].revents) return;
+    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    if (active_ >= kMaxConnections) {
+      TLOG_WARN("peer %s: refused, %d connections already", PeerName(fd).c_str(), kMaxConnections);
+      close(fd);
+      continue;
+    }
+    active_++;
+    std::thread([this, fd] {
+      Serve(fd);
+      close(fd);
+      active_--;
+    }).detach();
+  }
+}
+
+void PeerServer::Serve(int fd) {
+  timeval tv{static_cast<time_t>(timeout_.count() / 1000), static_cast<suseconds_t>((timeout_.count() % 1000) * 1000)};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  std::string who = PeerName(fd);
+  std::string nonce = RandomBytes(kNonceSize);
+  Encoder hello;
+  hello.U32(kHelloMagic);
+  hello.U32(kProtocolVersion);
+  hello.buffer() += nonce;
+  if (!WriteFull(fd, hello.buffer().data(), hello.size()).ok()) return;
+  uint64_t last_seq = 0;
+  for (;;) {
+    // Idle connections are kept for a while for the next request.
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 60000) <= 0) return;
+    std::string req(kRequestSize, '\0');
+    if (!ReadFull(fd, req.data(), req.size()).ok()) return;
+    std::string body = req.substr(0, kRequestBody);
+    Mac got;
+    std::copy(req.begin() + kRequestBody, req.end(), got.begin());
+    PeerRequest r;
+    if (!MacEqual(got, ComputeMac(secret_, nonce, body)) || !DecodeRequestBody(body, &r) || r.seq <= last_seq) {
+      rejected++;
+      TLOG_WARN("peer %s: request refused: bad authentication", who.c_str());
+      return;
+    }
+    last_seq = r.seq;
+    auto file = vfs_.OpenForPeer(r.ino, r.version);
+    if (!file.ok()) {
+      TLOG_INFO("peer %s (node %u): inode %llu version %llu: %s", who.c_str(), r.node,
+                static_cast<unsigned long long>(r.ino), static_cast<unsigned long long>(r.version),
+                file.status().ToString().c_str());
+      if (!SendResponse(fd, static_cast<uint32_t>(file.err()), 0).ok()) return;
+      continue;
+    }
+    auto [data_fd, size] = *file;
+    uint64_t off = std::min(r.offset, size);
+    uint64_t len = std::min(r.length, size - off);
+    bool ok = SendResponse(fd, 0, len).ok();
+    off_t pos = static_cast<off_t>(off);
+    while (ok && len > 0) {
+      ssize_t n = sendfile(fd, data_fd, &pos, std::min<uint64_t>(len, 1u << 30));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        ok = false;
+        break;
+      }
+      len -= n;
+      bytes_served += n;
+    }
+    close(data_fd);
+    if (!ok) return;
+  }
+}
+
+}  // namespace tempfs
