@@ -269,7 +269,46 @@ bool Vfs::KernelCacheCurrent(Ino ino, uint64_t version) {
   return same;
 }
 
+void Vfs::TouchCached(Ino ino) {
+  std::lock_guard lock(mu_);
+  auto it = lru_pos_.find(ino);
+  if (it != lru_pos_.end()) lru_.erase(it->second);
+  lru_.push_back(ino);
+  lru_pos_[ino] = std::prev(lru_.end());
+}
+
+void Vfs::MakeRoom(uint64_t need) {
+  constexpr uint64_t kHeadroom = 64ull << 20;
+  for (;;) {
+    auto sv = store_->StatFs();
+    if (!sv.ok() || static_cast<uint64_t>(sv->f_bavail) * sv->f_frsize >= need + kHeadroom) return;
+    Ino victim = 0;
+    {
+      std::lock_guard lock(mu_);
+      for (auto it = lru_.begin(); it != lru_.end(); ++it) {
+        auto r = refs_.find(*it);
+        if (r != refs_.end() && r->second.opens > 0) continue;
+        victim = *it;
+        lru_pos_.erase(victim);
+        lru_.erase(it);
+        break;
+      }
+    }
+    if (victim == 0) return;
+    // Only a copy: the owner still has the data. Check, in case this node
+    // took the file over since.
+    auto a = meta_->GetAttr(victim);
+    if (a.ok() && a->owner == options_.cluster.self) continue;
+    Status st = store_->RemoveData(victim);
+    if (st.ok()) {
+      counters_.evictions++;
+      TLOG_INFO("evicted the cached copy of inode %llu to make room", static_cast<unsigned long long>(victim));
+    }
+  }
+}
+
 Result<std::shared_ptr<Fetch>> Vfs::FetchOf(const Attr& attr) {
+  MakeRoom(attr.size);
   std::lock_guard lock(mu_);
   auto it = fetches_.find(attr.ino);
   if (it != fetches_.end() && it->second->attr().version == attr.version) return it->second;
@@ -282,6 +321,7 @@ Result<std::shared_ptr<Fetch>> Vfs::FetchOf(const Attr& attr) {
     Status st = done.result();
     std::string peer = options_.cluster.transport->NodeName(done.attr().owner);
     if (st.ok()) {
+      TouchCached(done.attr().ino);
       counters_.bytes_fetched += done.bytes();
       TLOG_INFO("fetched inode %llu version %llu (%llu bytes) from node %s in %lld ms",
                 static_cast<unsigned long long>(done.attr().ino), static_cast<unsigned long long>(done.attr().version),
@@ -370,6 +410,7 @@ Result<FileHandle*> Vfs::Open(const Caller& caller, Ino ino, int flags) {
       if (!st.ok()) return st;
     } else {
       counters_.local_opens++;
+      TouchCached(ino);
     }
   } else {
     counters_.local_opens++;
@@ -441,6 +482,11 @@ Status Vfs::CommitContent(Ino ino) {
   counters_.versions_committed++;
   std::lock_guard lock(mu_);
   kernel_version_[ino] = r->version;
+  // This node's own data now: never evict it.
+  if (auto it = lru_pos_.find(ino); it != lru_pos_.end()) {
+    lru_.erase(it->second);
+    lru_pos_.erase(it);
+  }
   return Status::Ok();
 }
 

@@ -17,6 +17,7 @@
 #include <sys/statvfs.h>
 
 #include <atomic>
+#include <list>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -62,6 +63,7 @@ struct VfsCounters {
   std::atomic<uint64_t> fetch_failures{0};
   std::atomic<uint64_t> versions_committed{0};
   std::atomic<uint64_t> write_conflicts{0};
+  std::atomic<uint64_t> evictions{0};
 };
 
 // An open regular file.
@@ -165,6 +167,11 @@ class Vfs {
   Status CommitContent(Ino ino);
   // Whether the kernel's cached pages of `ino` are still `version`'s.
   bool KernelCacheCurrent(Ino ino, uint64_t version);
+  // Cluster mode: copies of other nodes' files, least recently used first.
+  void TouchCached(Ino ino);
+  // Drops cached copies (never this node's own data, never open files)
+  // until `need` bytes are free in the store, or nothing is left to drop.
+  void MakeRoom(uint64_t need);
 
   std::unique_ptr<MetaEngine> meta_;
   std::unique_ptr<LocalStore> store_;
@@ -173,6 +180,8 @@ class Vfs {
   std::unordered_map<Ino, InodeRefs> refs_;  // guarded by mu_
   std::unordered_map<Ino, std::shared_ptr<Fetch>> fetches_;  // guarded by mu_
   std::unordered_map<Ino, uint64_t> kernel_version_;  // guarded by mu_
+  std::list<Ino> lru_;                                 // guarded by mu_
+  std::unordered_map<Ino, std::list<Ino>::iterator> lru_pos_;  // guarded by mu_
   std::condition_variable fetches_done_;
   VfsCounters counters_;
 };
