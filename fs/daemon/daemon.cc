@@ -11,6 +11,9 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
 #include <thread>
 
 #include "cluster/auth.h"
@@ -135,6 +138,33 @@ int Serve(const MountConfig& c, const std::function<void(const std::string&)>& r
     return 1;
   }
   std::unique_ptr<PeerServer> server;
+  // Cluster mode: data of files deleted or rewritten on other nodes is
+  // removed in the background.
+  std::mutex gc_mu;
+  std::condition_variable gc_cv;
+  bool gc_stop = false;
+  std::thread gc;
+  if (Clustered(c)) {
+    gc = std::thread([&] {
+      std::unique_lock lock(gc_mu);
+      while (!gc_cv.wait_for(lock, std::chrono::seconds(30), [&] { return gc_stop; })) {
+        lock.unlock();
+        vfs.CollectGarbage();
+        lock.lock();
+      }
+    });
+  }
+  struct GcStopper {
+    std::function<void()> fn;
+    ~GcStopper() { fn(); }
+  } stop_gc{[&] {
+    {
+      std::lock_guard lock(gc_mu);
+      gc_stop = true;
+    }
+    gc_cv.notify_all();
+    if (gc.joinable()) gc.join();
+  }};
   if (Clustered(c)) {
     server = std::make_unique<PeerServer>(vfs, secret, peer_timeout);
     Status ss = server->Start(listen);
@@ -190,7 +220,10 @@ int Serve(const MountConfig& c, const std::function<void(const std::string&)>& r
   Status sst = vfs.meta().Sync();
   if (!sst.ok()) TLOG_WARN("sync metadata: %s", sst.ToString().c_str());
   TLOG_INFO("unmounted %s", c.mountpoint.c_str());
-  return rc == 0 ? 0 : 1;
+  // A loop ended by SIGTERM, SIGINT or SIGHUP (libfuse returns the signal
+  // number) is an orderly stop.
+  bool by_signal = rc == SIGTERM || rc == SIGINT || rc == SIGHUP || rc == -SIGTERM || rc == -SIGINT || rc == -SIGHUP;
+  return rc == 0 || by_signal ? 0 : 1;
 }
 
 }  // namespace

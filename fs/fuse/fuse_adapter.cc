@@ -149,19 +149,12 @@ void FillOpen(fuse_req_t req, Ino ino, fuse_file_info* fi, FileHandle* h) {
 #ifdef FUSE_CAP_PASSTHROUGH
       fi->backing_id = id;
 #endif
+      h->uses_backing = true;
       fi->keep_cache = 0;
       return;
     }
   }
   fi->keep_cache = h->keep_cache;
-}
-
-bool UsesBacking(const fuse_file_info* fi) {
-#ifdef FUSE_CAP_PASSTHROUGH
-  return fi->backing_id > 0;
-#else
-  return false;
-#endif
 }
 
 #define GUARD_BEGIN try {
@@ -341,7 +334,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, 
   FillOpen(req, r->attr.ino, fi, r->handle);
   fuse_entry_param e = ToEntry(req, r->attr);
   if (fuse_reply_create(req, &e, fi) != 0) {
-    if (UsesBacking(fi)) g_backing.Release(req, r->attr.ino);
+    if (r->handle->uses_backing) g_backing.Release(req, r->attr.ino);
     V(req).Release(r->handle);
     V(req).Forget(r->attr.ino, 1);
   }
@@ -357,7 +350,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   FillOpen(req, ino, fi, *h);
   if (fuse_reply_open(req, fi) != 0) {
-    if (UsesBacking(fi)) g_backing.Release(req, ino);
+    if ((*h)->uses_backing) g_backing.Release(req, ino);
     V(req).Release(*h);
   }
   GUARD_END
@@ -398,7 +391,9 @@ void OpFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  if (UsesBacking(fi)) g_backing.Release(req, ino);
+  // The kernel drops its reference to the backing file when the last open
+  // that uses it goes; a missed release would pin deleted files' space.
+  if (H(fi)->uses_backing) g_backing.Release(req, ino);
   V(req).Release(H(fi));
   fuse_reply_err(req, 0);
 }

@@ -17,6 +17,7 @@ enum Op : uint8_t {
   kDelEntry = 4,
   kPutXattr = 5,
   kDelXattr = 6,
+  kNextIno = 7,  // inode numbers are never handed out twice, even after drops
 };
 
 void PutInodeOp(Encoder& e, const InodeRecord& r) {
@@ -85,7 +86,10 @@ class EmbeddedMeta::Txn final : public MetaTxn {
   }
   Result<Ino> NewIno() override {
     if (!writable_) return Status::Err(EROFS, "read transaction");
-    return m_.next_ino_++;
+    Ino ino = m_.next_ino_++;
+    e_.U8(kNextIno);
+    e_.U64(m_.next_ino_);
+    return ino;
   }
   void PutInode(const InodeRecord& rec) override { PutInodeOp(e_, rec); }
   void DelInode(Ino ino) override {
@@ -204,6 +208,12 @@ void EmbeddedMeta::Apply(std::string_view record) {
         }
         break;
       }
+      case kNextIno: {
+        Ino next = d.U64();
+        if (d.failed()) return;
+        next_ino_ = std::max(next_ino_, next);
+        break;
+      }
       default:
         return;  // unknown op: the record is from a newer version or damaged
     }
@@ -212,6 +222,8 @@ void EmbeddedMeta::Apply(std::string_view record) {
 
 void EmbeddedMeta::Dump(const Journal::RecordFn& emit) {
   Encoder e;
+  e.U8(kNextIno);
+  e.U64(next_ino_);
   auto flush = [&](bool force) {
     if (e.size() > 0 && (force || e.size() > (256u << 10))) {
       emit(e.buffer());

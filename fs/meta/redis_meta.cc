@@ -178,6 +178,9 @@ Result<std::unique_ptr<RedisMeta>> RedisMeta::Open(const std::string& uri, std::
   if (!init.ok()) return init.status();
   Status st = m->EnsureRoot();
   if (!st.ok()) return st;
+  // The root is made without NewIno(): count it here, once.
+  auto count = m->client_.Command({"SETNX", kCount, "1"});
+  if (!count.ok()) return count.status();
   return m;
 }
 

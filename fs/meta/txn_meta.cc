@@ -201,6 +201,7 @@ Result<Attr> TxnMeta::Link(Ino ino, Ino new_parent, std::string_view new_name) {
     auto n = s.Load(ino);
     if (!n.ok()) return n.status();
     if (IsDir((*n)->attr)) return Status::Err(EPERM);
+    if ((*n)->attr.nlink == 0) return Status::Err(ENOENT);  // as linkat(2) on an unlinked file
     auto p = s.LoadDir(new_parent);
     if (!p.ok()) return p.status();
     auto e = t.GetEntry(new_parent, new_name);
@@ -292,8 +293,8 @@ Result<std::optional<Attr>> TxnMeta::Rename(Ino parent, std::string_view name, I
     if (dr.ok()) dst = *dr;
     else if (dr.err() != ENOENT) return dr.status();
     if ((flags & kRenameExchange) && dst == nullptr) return Status::Err(ENOENT);
-    if (dst == src) return Status::Ok();  // two names of one inode: POSIX says do nothing
     if (dst != nullptr && (flags & kRenameNoReplace)) return Status::Err(EEXIST);
+    if (dst == src) return Status::Ok();  // two names of one inode: POSIX says do nothing
 
     // A directory may not move below itself.
     auto below = [&](Ino dir, Ino top) -> Result<bool> {

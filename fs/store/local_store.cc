@@ -1,5 +1,6 @@
 #include "store/local_store.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -92,6 +93,30 @@ Result<struct statvfs> LocalStore::StatFs() {
 
 namespace {
 constexpr char kVersionXattr[] = "trusted.tempfs.version";
+}
+
+Result<std::vector<Ino>> LocalStore::ListData() {
+  std::vector<Ino> out;
+  for (int i = 0; i < 256; i++) {
+    char sub[3];
+    snprintf(sub, sizeof sub, "%02x", i);
+    int fd = openat(data_fd_, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) continue;
+    DIR* d = fdopendir(fd);
+    if (d == nullptr) {
+      close(fd);
+      continue;
+    }
+    while (dirent* e = readdir(d)) {
+      std::string_view n = e->d_name;
+      if (n.size() != 16) continue;  // skips ".", "..", and "*.part"
+      char* end = nullptr;
+      unsigned long long v = strtoull(e->d_name, &end, 16);
+      if (*end == '\0') out.push_back(v);
+    }
+    closedir(d);
+  }
+  return out;
 }
 
 Result<int> LocalStore::CreatePart(Ino ino) {

@@ -16,6 +16,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "meta/types.h"
@@ -45,6 +46,8 @@ class LocalStore {
   // Cluster mode. A copy of remote content is written to "INO.part" and
   // renamed over the data file when complete. The version of the content a
   // data file holds is kept in its xattr trusted.tempfs.version (0: none).
+  // Inode numbers of every data file.
+  Result<std::vector<Ino>> ListData();
   Result<int> CreatePart(Ino ino);
   Result<int> OpenPart(Ino ino, int flags);
   Status CommitPart(Ino ino, uint64_t version);
@@ -61,7 +64,7 @@ class LocalStore {
 // Holds the store's lock file; a second daemon on the same store is refused.
 class StoreLock {
  public:
-  // Fails with EWOULDBLOCK and a message naming the holder's pid if taken.
+  // Fails with EBUSY and a message naming the holder's pid if taken.
   static Result<std::unique_ptr<StoreLock>> Acquire(const std::string& store);
   // True if a live process holds the lock of `store`; `pid` gets its pid.
   static bool IsHeld(const std::string& store, pid_t* pid);

@@ -44,9 +44,41 @@ Vfs::Vfs(std::unique_ptr<MetaEngine> meta, std::unique_ptr<LocalStore> store, Vf
 Status Vfs::Start() {
   auto orphans = meta_->Orphans();
   if (!orphans.ok()) return orphans.status();
-  for (Ino ino : *orphans) DropInode(ino);
-  if (!orphans->empty()) TLOG_INFO("dropped %zu unlinked inodes left by the previous run", orphans->size());
+  size_t dropped = 0;
+  for (Ino ino : *orphans) {
+    if (clustered()) {
+      // Another node may still have it open: each node drops its own.
+      auto a = meta_->GetAttr(ino);
+      if (a.ok() && a->owner != 0 && a->owner != options_.cluster.self) continue;
+    }
+    DropInode(ino);
+    dropped++;
+  }
+  if (dropped > 0) TLOG_INFO("dropped %zu unlinked inodes left by the previous run", dropped);
   return Status::Ok();
+}
+
+size_t Vfs::CollectGarbage() {
+  size_t removed = 0;
+  auto inos = store_->ListData();
+  if (!inos.ok()) return 0;
+  for (Ino ino : *inos) {
+    {
+      std::lock_guard lock(mu_);
+      if (refs_.count(ino) != 0 || fetches_.count(ino) != 0) continue;
+    }
+    auto a = meta_->GetAttr(ino);
+    bool gone = !a.ok() && a.err() == ENOENT;
+    bool stale_copy = false;
+    if (a.ok() && a->owner != 0 && a->owner != options_.cluster.self) {
+      auto lv = store_->LocalVersion(ino);
+      stale_copy = lv.ok() && *lv != a->version;
+    }
+    if (!gone && !stale_copy) continue;
+    if (store_->RemoveData(ino).ok()) removed++;
+  }
+  if (removed > 0) TLOG_INFO("removed %zu data files of deleted or changed files", removed);
+  return removed;
 }
 
 void Vfs::AddLookup(Ino ino) {
@@ -253,8 +285,10 @@ Result<Vfs::OpenFile> Vfs::Create(const Caller& caller, Ino parent, std::string_
   auto h = Open(caller, a->ino, flags | O_TRUNC);
   if (!h.ok()) {
     // Undo the name: a create that failed (say, ENOSPC) leaves nothing behind.
+    // The kernel never heard of the inode, so its reference goes too.
     Status st = Unlink(parent, name);
     (void)st;
+    Forget(a->ino, 1);
     return h.status();
   }
   return OpenFile{MergeData(*a, (*h)->fd), *h};

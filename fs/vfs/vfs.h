@@ -77,6 +77,9 @@ struct FileHandle {
   bool keep_cache = true;
   // The kernel may read and write the local file directly.
   bool passthrough_ok = true;
+  // Set by the FUSE adapter when the kernel got a passthrough backing id for
+  // this open (the release request does not say so itself).
+  bool uses_backing = false;
   // What the file looked like when opened, to see whether it was written.
   int64_t opened_mtime_ns = 0;
   uint64_t opened_size = 0;
@@ -91,6 +94,9 @@ class Vfs {
 
   // Drops the orphans of a previous run. Call once before serving.
   Status Start();
+  // Cluster mode: removes local data of files deleted elsewhere and stale
+  // copies of files that changed elsewhere. Returns how many it removed.
+  size_t CollectGarbage();
 
   Result<Attr> Lookup(Ino parent, std::string_view name);
   void Forget(Ino ino, uint64_t count);
