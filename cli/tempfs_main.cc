@@ -5,6 +5,9 @@
 #include <sstream>
 
 #include "daemon/daemon.h"
+#ifdef TEMPFS_WITH_CSI
+#include "csi/csi_main.h"
+#endif
 
 namespace {
 
@@ -55,6 +58,12 @@ int main(int argc, char** argv) {
   umount->add_option("mountpoint", umount_point, "the mount point")->required();
   umount->add_flag("-l,--lazy", lazy, "detach even if busy");
 
+#ifdef TEMPFS_WITH_CSI
+  tempfs::CsiConfig csi_config;
+  auto* csi = app.add_subcommand("csi", "run the Kubernetes CSI node plugin for this node's tempfs mount");
+  tempfs::AddCsiOptions(*csi, csi_config);
+#endif
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -73,5 +82,8 @@ int main(int argc, char** argv) {
     mc.writeback_cache = !no_writeback;
     return tempfs::RunMount(mc);
   }
+#ifdef TEMPFS_WITH_CSI
+  if (csi->parsed()) return tempfs::RunCsi(csi_config);
+#endif
   return tempfs::RunUmount(umount_point, lazy);
 }
