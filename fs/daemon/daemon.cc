@@ -147,11 +147,11 @@ int Serve(const MountConfig& c, const std::function<void(const std::string&)>& r
   if (Clustered(c)) {
     gc = std::thread([&] {
       std::unique_lock lock(gc_mu);
-      while (!gc_cv.wait_for(lock, std::chrono::seconds(30), [&] { return gc_stop; })) {
+      do {
         lock.unlock();
         vfs.CollectGarbage();
         lock.lock();
-      }
+      } while (!gc_cv.wait_for(lock, std::chrono::seconds(30), [&] { return gc_stop; }));
     });
   }
   struct GcStopper {

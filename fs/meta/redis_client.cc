@@ -145,17 +145,26 @@ Result<std::unique_ptr<RedisClient::Conn>> RedisClient::Borrow() {
 }
 
 void RedisClient::Return(std::unique_ptr<Conn> conn) {
-  if (conn == nullptr || conn->broken()) return;
   std::lock_guard lock(mu_);
+  if (conn == nullptr) return;
+  if (conn->broken()) {
+    // Redis went away (or restarted): the idle connections are dead too.
+    idle_.clear();
+    return;
+  }
   if (idle_.size() < kMaxIdle) idle_.push_back(std::move(conn));
 }
 
 Result<RedisValue> RedisClient::Command(const std::vector<std::string>& args) {
-  auto c = Borrow();
-  if (!c.ok()) return c.status();
-  auto r = (*c)->Command(args);
-  Return(std::move(*c));
-  return r;
+  // A connection that broke since its last use is replaced once.
+  for (int attempt = 0;; attempt++) {
+    auto c = Borrow();
+    if (!c.ok()) return c.status();
+    auto r = (*c)->Command(args);
+    bool broken = (*c)->broken();
+    Return(std::move(*c));
+    if (r.ok() || !broken || attempt > 0) return r;
+  }
 }
 
 }  // namespace tempfs

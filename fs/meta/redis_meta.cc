@@ -197,7 +197,10 @@ Status RedisMeta::Transact(TxnKind kind, const std::function<Status(MetaTxn&)>& 
       auto r = (*conn)->Command({"UNWATCH"});
       (void)r;
     }
+    bool broken = (*conn)->broken();
     client_.Return(std::move(*conn));
+    // A pooled connection that died with a Redis restart: run again on a new one.
+    if (broken && attempt == 0) continue;
     if (!st.ok()) return st;
     if (!committed.ok()) return committed.status();
     if (*committed) return Status::Ok();

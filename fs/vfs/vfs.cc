@@ -123,6 +123,16 @@ void Vfs::DropInode(Ino ino) {
 }
 
 Attr Vfs::MergeData(Attr attr, int fd) {
+  bool remote = clustered() && attr.owner != 0 && attr.owner != options_.cluster.self;
+  if (remote && fd < 0) {
+    // A local copy of another node's file counts only if it is the current
+    // version; otherwise the record is the truth.
+    auto lv = store_->LocalVersion(attr.ino);
+    if (!lv.ok() || *lv != attr.version) {
+      attr.blocks = (attr.size + 511) / 512;
+      return attr;
+    }
+  }
   if (!S_ISREG(attr.mode)) {
     attr.blocks = (attr.size + 511) / 512;
     return attr;

@@ -1,0 +1,171 @@
+#include "csi/volume_store.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "common/log.h"
+#include "csi/file_util.h"
+#include "csi/mounts.h"
+
+namespace tempfs::csi {
+namespace {
+
+constexpr char kStateDir[] = ".tempfs-csi";
+constexpr char kById[] = "_id";
+
+std::string Get(const std::map<std::string, std::string>& m, const std::string& key) {
+  auto it = m.find(key);
+  return it == m.end() ? "" : it->second;
+}
+
+}  // namespace
+
+std::string VolumeKey::RelPath() const { return by_id ? ns + "/" + kById + "/" + name : ns + "/" + name; }
+
+Result<VolumeSpec> ResolveVolume(const std::string& volume_id,
+                                 const std::map<std::string, std::string>& context) {
+  VolumeSpec spec;
+  auto ns = context.find(kCtxPodNamespace);
+  if (ns != context.end()) {
+    TEMPFS_RETURN_IF_ERROR(CheckDnsLabel(std::string("volume context ") + kCtxPodNamespace, ns->second));
+    spec.key.ns = ns->second;
+  } else {
+    spec.key.ns = kNoNamespace;
+  }
+  auto name = context.find(kAttrVolume);
+  if (name != context.end()) {
+    TEMPFS_RETURN_IF_ERROR(CheckDnsLabel("volume attribute \"volume\"", name->second));
+    spec.key.name = name->second;
+  } else {
+    TEMPFS_RETURN_IF_ERROR(CheckVolumeId(volume_id));
+    spec.key.name = volume_id;
+    spec.key.by_id = true;
+  }
+  auto cap = context.find(kAttrCapacity);
+  if (cap != context.end()) {
+    auto bytes = ParseQuantity(cap->second);
+    if (!bytes.ok()) return bytes.status();
+    spec.capacity = *bytes;
+  }
+  const bool ephemeral = Get(context, kCtxEphemeral) == "true";
+  spec.retention.kind = ephemeral ? Retention::Kind::kDelete : Retention::Kind::kKeep;
+  auto ret = context.find(kAttrRetention);
+  if (ret != context.end()) {
+    auto r = ParseRetention(ret->second);
+    if (!r.ok()) return r.status();
+    spec.retention = *r;
+  }
+  return spec;
+}
+
+VolumeStore::VolumeStore(std::string mnt, std::string node_id)
+    : mnt_(std::move(mnt)), node_id_(std::move(node_id)) {}
+
+Status VolumeStore::CheckServing() const { return CheckTempfsServing(mnt_); }
+
+std::string VolumeStore::DataDir(const VolumeKey& key) const { return mnt_ + "/volumes/" + key.RelPath(); }
+
+std::string VolumeStore::StateDir(const VolumeKey& key) const {
+  return mnt_ + "/" + kStateDir + "/" + key.RelPath();
+}
+
+std::string VolumeStore::MarkerPath(const VolumeKey& key, const std::string& target) const {
+  return StateDir(key) + "/pubs/" + node_id_ + "~" + PathHash(target);
+}
+
+Status VolumeStore::Acquire(const VolumeSpec& spec, const std::string& target) {
+  const std::string data = DataDir(spec.key);
+  TEMPFS_RETURN_IF_ERROR(MakeDirs(data.substr(0, data.rfind('/')), 0755));
+  bool created = false;
+  TEMPFS_RETURN_IF_ERROR(MakeDir(data, 0777, &created));
+  // Set explicitly: the umask must not narrow it. An existing volume keeps
+  // the mode and owner its pods (or kubelet's fsGroup handling) gave it.
+  if (created && chmod(data.c_str(), 0777) != 0) return Status::FromErrno("chmod " + data);
+
+  const std::string state = StateDir(spec.key);
+  TEMPFS_RETURN_IF_ERROR(MakeDirs(state + "/pubs", 0755));
+  std::map<std::string, std::string> attrs = {
+      {"capacity", std::to_string(spec.capacity)},
+      {"retention", FormatRetention(spec.retention)},
+  };
+  TEMPFS_RETURN_IF_ERROR(WriteFileAtomic(state + "/attrs", FormatKeyValues(attrs), 0644));
+  if (unlink((state + "/expires").c_str()) != 0 && errno != ENOENT) {
+    return Status::FromErrno("cancelling the expiry of " + spec.key.RelPath());
+  }
+  return WriteFileAtomic(MarkerPath(spec.key, target), FormatKeyValues({{"target", target}}), 0644);
+}
+
+Status VolumeStore::Release(const VolumeKey& key, const std::string& target, const Retention& fallback) {
+  const std::string marker = MarkerPath(key, target);
+  if (unlink(marker.c_str()) != 0 && errno != ENOENT) return Status::FromErrno("unlink " + marker);
+  const std::string state = StateDir(key);
+  auto pubs = ListDir(state + "/pubs");
+  if (pubs.ok() && !pubs->empty()) return Status::Ok();  // still in use
+  if (!pubs.ok() && pubs.err() != ENOENT) return pubs.status();
+
+  Retention retention = fallback;
+  auto attrs = ReadSmallFile(state + "/attrs");
+  if (attrs.ok()) {
+    auto parsed = ParseRetention(Get(ParseKeyValues(*attrs), "retention"));
+    if (parsed.ok()) retention = *parsed;
+  }
+  switch (retention.kind) {
+    case Retention::Kind::kDelete:
+      TLOG_INFO("csi: volume %s: last publication gone, deleting its data", key.RelPath().c_str());
+      return Delete(key);
+    case Retention::Kind::kKeep:
+      return Status::Ok();
+    case Retention::Kind::kKeepFor: {
+      int64_t until = static_cast<int64_t>(time(nullptr)) + retention.seconds;
+      TEMPFS_RETURN_IF_ERROR(MakeDirs(state, 0755));
+      return WriteFileAtomic(state + "/expires", std::to_string(until) + "\n", 0644);
+    }
+  }
+  return Status::Ok();
+}
+
+uint64_t VolumeStore::Capacity(const VolumeKey& key) const {
+  auto attrs = ReadSmallFile(StateDir(key) + "/attrs");
+  if (!attrs.ok()) return 0;
+  return strtoull(Get(ParseKeyValues(*attrs), "capacity").c_str(), nullptr, 10);
+}
+
+Status VolumeStore::Delete(const VolumeKey& key) {
+  TEMPFS_RETURN_IF_ERROR(RemoveTree(DataDir(key)));
+  return RemoveTree(StateDir(key));
+}
+
+void VolumeStore::CollectIfExpired(const VolumeKey& key, int64_t now_unix) {
+  const std::string state = StateDir(key);
+  auto expires = ReadSmallFile(state + "/expires");
+  if (!expires.ok()) return;
+  if (strtoll(expires->c_str(), nullptr, 10) > now_unix) return;
+  auto pubs = ListDir(state + "/pubs");
+  if (pubs.ok() && !pubs->empty()) return;
+  TLOG_INFO("csi: volume %s: kept time is up, deleting its data", key.RelPath().c_str());
+  Status st = Delete(key);
+  if (!st.ok()) TLOG_WARN("csi: deleting expired volume %s: %s", key.RelPath().c_str(), st.ToString().c_str());
+}
+
+void VolumeStore::CollectExpired(int64_t now_unix) {
+  const std::string root = mnt_ + "/" + kStateDir;
+  auto namespaces = ListDir(root);
+  if (!namespaces.ok()) return;
+  for (const std::string& ns : *namespaces) {
+    auto names = ListDir(root + "/" + ns);
+    if (!names.ok()) continue;
+    for (const std::string& name : *names) {
+      if (name != kById) {
+        CollectIfExpired(VolumeKey{ns, name, false}, now_unix);
+        continue;
+      }
+      auto ids = ListDir(root + "/" + ns + "/" + kById);
+      if (!ids.ok()) continue;
+      for (const std::string& id : *ids) CollectIfExpired(VolumeKey{ns, id, true}, now_unix);
+    }
+  }
+}
+
+}  // namespace tempfs::csi
