@@ -29,18 +29,6 @@ namespace {
 
 constexpr size_t kMiB = 1 << 20;
 
-// Deterministic, incompressible bytes: a lost or misplaced block shows.
-std::string Pattern(uint64_t seed, size_t size) {
-  std::string out(size, '\0');
-  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
-  for (size_t i = 0; i < size; ++i) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    out[i] = static_cast<char>(x >> 32);
-  }
-  return out;
-}
 
 uint64_t Fnv1a(const std::string& data, uint64_t h = 0xcbf29ce484222325ull) {
   for (unsigned char c : data) h = (h ^ c) * 0x100000001b3ull;

@@ -33,18 +33,6 @@ constexpr size_t kPiece = 128 * 1024;
 // Twice the store: if no write fails by then, ENOSPC is not being reported.
 constexpr int kMaxFiles = 2 * kStoreSize / kFileSize;
 
-std::string Pattern(uint64_t seed, size_t size) {
-  std::string out(size, '\0');
-  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
-  for (size_t i = 0; i < size; ++i) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    out[i] = static_cast<char>(x >> 32);
-  }
-  return out;
-}
-
 std::string Errno(int err) { return std::strerror(err); }
 
 bool ReadFile(const std::string& path, std::string* out, std::string* error) {

@@ -526,4 +526,16 @@ TempfsMount::~TempfsMount() {
   }
 }
 
+std::string Pattern(uint64_t seed, size_t size) {
+  std::string out(size, '\0');
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
+  for (size_t i = 0; i < size; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    out[i] = static_cast<char>(x >> 32);
+  }
+  return out;
+}
+
 }  // namespace tempfs::testing

@@ -128,6 +128,10 @@ class TempfsMount {
   pid_t child_pid_ = -1;  // only with -f: the daemon is our own child
 };
 
+// Deterministic, incompressible bytes (seeded xorshift): a lost or
+// misplaced block shows.
+std::string Pattern(uint64_t seed, size_t size);
+
 }  // namespace tempfs::testing
 
 #endif  // TEMPFS_TESTS_SUPPORT_MOUNT_FIXTURE_H_
