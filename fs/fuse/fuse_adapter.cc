@@ -73,6 +73,15 @@ void ReplyEntry(fuse_req_t req, const Result<Attr>& r) {
   }
 }
 
+void ReplyAttr(fuse_req_t req, const Result<Attr>& r) {
+  if (!r.ok()) {
+    fuse_reply_err(req, r.err());
+    return;
+  }
+  struct stat st = ToStat(*r);
+  fuse_reply_attr(req, &st, AttrTimeout(req, *r));
+}
+
 std::string_view Sv(const char* s) { return s == nullptr ? std::string_view() : std::string_view(s); }
 
 // Kernel passthrough: one backing id per inode, shared by its open files and
@@ -237,13 +246,7 @@ void OpForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
 
 void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   GUARD_BEGIN
-  auto r = V(req).GetAttr(ino);
-  if (!r.ok()) {
-    fuse_reply_err(req, r.err());
-    return;
-  }
-  struct stat st = ToStat(*r);
-  fuse_reply_attr(req, &st, AttrTimeout(req, *r));
+  ReplyAttr(req, V(req).GetAttr(ino));
   GUARD_END
 }
 
@@ -263,13 +266,7 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
   if (to_set & FUSE_SET_ATTR_CTIME) { s.valid |= SetAttrRequest::kCtime; s.ctime_ns = ns(attr->st_ctim); }
   int fd = fi != nullptr ? H(fi)->fd : -1;
   bool kill_suid = (to_set & (FUSE_SET_ATTR_KILL_SUID | FUSE_SET_ATTR_KILL_SGID)) != 0;
-  auto r = V(req).SetAttr(ino, s, fd, kill_suid);
-  if (!r.ok()) {
-    fuse_reply_err(req, r.err());
-    return;
-  }
-  struct stat st = ToStat(*r);
-  fuse_reply_attr(req, &st, AttrTimeout(req, *r));
+  ReplyAttr(req, V(req).SetAttr(ino, s, fd, kill_suid));
   GUARD_END
 }
 

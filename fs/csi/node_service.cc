@@ -1,0 +1,249 @@
+#include "csi/node_service.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <ctime>
+#include <exception>
+#include <map>
+
+#include "common/log.h"
+#include "csi/csi_status.h"
+#include "csi/file_util.h"
+#include "csi/mounts.h"
+#include "csi/names.h"
+#include "csi/volume_stats.h"
+
+namespace tempfs::csi {
+namespace {
+
+namespace pb = ::csi::v1;
+
+Status Invalid(const std::string& msg) { return Status::Err(EINVAL, msg); }
+
+// Runs a handler body; the only place exceptions are caught.
+template <typename Fn>
+grpc::Status Guard(const char* rpc, Fn&& fn) {
+  try {
+    Status st = fn();
+    if (!st.ok()) TLOG_WARN("csi: %s: %s", rpc, st.ToString().c_str());
+    return ToGrpc(st);
+  } catch (const std::exception& e) {
+    TLOG_ERROR("csi: %s: unexpected: %s", rpc, e.what());
+    return grpc::Status(grpc::StatusCode::INTERNAL, e.what());
+  }
+}
+
+bool ReadOnlyMode(const pb::VolumeCapability& cap) {
+  auto mode = cap.access_mode().mode();
+  return mode == pb::VolumeCapability::AccessMode::SINGLE_NODE_READER_ONLY ||
+         mode == pb::VolumeCapability::AccessMode::MULTI_NODE_READER_ONLY;
+}
+
+// Removes what publish created at the target: a directory (never a
+// non-empty one: that would be data) or a file.
+Status RemoveTarget(const std::string& target) {
+  if (rmdir(target.c_str()) == 0 || errno == ENOENT) return Status::Ok();
+  if (errno == ENOTDIR && (unlink(target.c_str()) == 0 || errno == ENOENT)) return Status::Ok();
+  return Status::FromErrno("removing the target " + target);
+}
+
+}  // namespace
+
+grpc::Status NodeService::NodePublishVolume(grpc::ServerContext*, const pb::NodePublishVolumeRequest* req,
+                                            pb::NodePublishVolumeResponse*) {
+  return Guard("NodePublishVolume", [&] { return Publish(*req); });
+}
+
+grpc::Status NodeService::NodeUnpublishVolume(grpc::ServerContext*, const pb::NodeUnpublishVolumeRequest* req,
+                                              pb::NodeUnpublishVolumeResponse*) {
+  return Guard("NodeUnpublishVolume", [&] { return Unpublish(*req); });
+}
+
+grpc::Status NodeService::NodeGetVolumeStats(grpc::ServerContext*, const pb::NodeGetVolumeStatsRequest* req,
+                                             pb::NodeGetVolumeStatsResponse* resp) {
+  return Guard("NodeGetVolumeStats", [&] { return Stats(*req, resp); });
+}
+
+grpc::Status NodeService::NodeGetCapabilities(grpc::ServerContext*, const pb::NodeGetCapabilitiesRequest*,
+                                              pb::NodeGetCapabilitiesResponse* resp) {
+  resp->add_capabilities()->mutable_rpc()->set_type(pb::NodeServiceCapability::RPC::GET_VOLUME_STATS);
+  return grpc::Status::OK;
+}
+
+grpc::Status NodeService::NodeGetInfo(grpc::ServerContext*, const pb::NodeGetInfoRequest*,
+                                      pb::NodeGetInfoResponse* resp) {
+  resp->set_node_id(options_.node_id);
+  resp->set_max_volumes_per_node(options_.max_volumes_per_node);
+  (*resp->mutable_accessible_topology()->mutable_segments())[kTopologyKey] = options_.node_id;
+  return grpc::Status::OK;
+}
+
+Status NodeService::Publish(const pb::NodePublishVolumeRequest& req) {
+  if (req.volume_id().empty()) return Invalid("volume_id is required");
+  if (req.target_path().empty()) return Invalid("target_path is required");
+  TEMPFS_RETURN_IF_ERROR(CheckTargetPath("target_path", req.target_path()));
+  if (!req.has_volume_capability()) return Invalid("volume_capability is required");
+  const pb::VolumeCapability& cap = req.volume_capability();
+  if (cap.has_block()) return Invalid("block access is not supported: tempfs volumes are directories (use mount)");
+  const std::map<std::string, std::string> context(req.volume_context().begin(), req.volume_context().end());
+  auto spec = ResolveVolume(req.volume_id(), context);
+  if (!spec.ok()) return spec.status();
+  const bool readonly = req.readonly() || ReadOnlyMode(cap);
+  const std::string target = CanonicalPath(req.target_path());
+
+  std::lock_guard<std::mutex> lock(mu_);
+  auto existing = pubs_->Find(target);
+  if (!existing.ok()) return existing.status();
+  const std::optional<Publication>& old = *existing;
+  TargetState state = InspectTarget(target);
+  if (state == TargetState::kMounted || state == TargetState::kDead) {
+    if (old && !old->released && old->volume_id == req.volume_id() && old->key == spec->key) {
+      if (old->readonly != readonly) {
+        return Status::Err(EEXIST, target + " already publishes this volume with readonly=" +
+                                       (old->readonly ? "true" : "false"));
+      }
+      return Status::Ok();  // the same publication again
+    }
+    return Status::Err(EEXIST, target + " already has a mount that is not volume " + req.volume_id());
+  }
+  TEMPFS_RETURN_IF_ERROR(store_->CheckServing());
+  // A record without a mount is an earlier attempt (or a publication whose
+  // mount vanished, e.g. at a reboot). The same volume is simply published
+  // again; another volume's publication is dropped first.
+  if (old && !(old->key == spec->key)) TEMPFS_RETURN_IF_ERROR(store_->Release(old->key, old->target, old->retention));
+
+  TEMPFS_RETURN_IF_ERROR(MakeDirs(target, 0750));
+  Publication pub{target, req.volume_id(), spec->key, readonly, spec->retention, false};
+  TEMPFS_RETURN_IF_ERROR(pubs_->Put(pub));
+  Status st = store_->Acquire(*spec, target);
+  if (st.ok()) st = BindMount(store_->DataDir(spec->key), target, readonly);
+  if (!st.ok()) {
+    Status undo = Release(pub);
+    if (undo.ok()) undo = pubs_->Remove(target);
+    if (!undo.ok()) TLOG_WARN("csi: undoing a failed publish of %s: %s", target.c_str(), undo.ToString().c_str());
+    return st;
+  }
+  TLOG_INFO("csi: published volume %s (%s%s) at %s", spec->key.RelPath().c_str(), req.volume_id().c_str(),
+            readonly ? ", read-only" : "", target.c_str());
+  return Status::Ok();
+}
+
+Status NodeService::Unpublish(const pb::NodeUnpublishVolumeRequest& req) {
+  if (req.volume_id().empty()) return Invalid("volume_id is required");
+  if (req.target_path().empty()) return Invalid("target_path is required");
+  TEMPFS_RETURN_IF_ERROR(CheckTargetPath("target_path", req.target_path()));
+  const std::string target = CanonicalPath(req.target_path());
+
+  std::lock_guard<std::mutex> lock(mu_);
+  TEMPFS_RETURN_IF_ERROR(UnmountAll(target));
+  TEMPFS_RETURN_IF_ERROR(RemoveTarget(target));
+  auto existing = pubs_->Find(target);
+  if (!existing.ok()) return existing.status();
+  if (!*existing) return Status::Ok();  // never published here, or already unpublished
+  const Publication& pub = **existing;
+  if (pub.volume_id != req.volume_id()) {
+    TLOG_WARN("csi: unpublish of %s names volume %s, but %s was published there", target.c_str(),
+              req.volume_id().c_str(), pub.volume_id.c_str());
+  }
+  TEMPFS_RETURN_IF_ERROR(Release(pub));
+  TLOG_INFO("csi: unpublished volume %s at %s", pub.key.RelPath().c_str(), target.c_str());
+  return Status::Ok();
+}
+
+Status NodeService::Release(Publication p) {
+  Status st = store_->CheckServing();
+  if (st.ok()) st = store_->Release(p.key, p.target, p.retention);
+  if (st.ok()) return pubs_->Remove(p.target);
+  if (p.released) return Status::Ok();
+  TLOG_WARN("csi: volume %s: publication at %s stays recorded until the tempfs mount serves (%s)",
+            p.key.RelPath().c_str(), p.target.c_str(), st.ToString().c_str());
+  p.released = true;
+  return pubs_->Put(p);
+}
+
+Status NodeService::Stats(const pb::NodeGetVolumeStatsRequest& req, pb::NodeGetVolumeStatsResponse* resp) {
+  if (req.volume_id().empty()) return Invalid("volume_id is required");
+  if (req.volume_path().empty()) return Invalid("volume_path is required");
+  const std::string path = CanonicalPath(req.volume_path());
+  std::optional<Publication> pub;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto found = pubs_->Find(path);
+    if (!found.ok()) return found.status();
+    pub = *found;
+  }
+  if (!pub || pub->released || pub->volume_id != req.volume_id()) {
+    return Status::Err(ENOENT, "volume " + req.volume_id() + " is not published at " + req.volume_path());
+  }
+  pb::VolumeCondition* condition = resp->mutable_volume_condition();
+  Status serving = store_->CheckServing();
+  if (!serving.ok()) {
+    condition->set_abnormal(true);
+    condition->set_message(serving.message());
+    return Status::Ok();
+  }
+  auto usage = MeasureVolume(store_->DataDir(pub->key));
+  if (!usage.ok()) {
+    if (usage.err() == ENOENT) {
+      return Status::Err(ENOENT, "volume " + req.volume_id() + " has no data directory (deleted?)");
+    }
+    condition->set_abnormal(true);
+    condition->set_message(usage.status().ToString());
+    return Status::Ok();
+  }
+  const uint64_t capacity = store_->Capacity(pub->key);
+  pb::VolumeUsage* bytes = resp->add_usage();
+  bytes->set_unit(pb::VolumeUsage::BYTES);
+  bytes->set_used(usage->used_bytes);
+  if (capacity > 0) {
+    const int64_t cap = static_cast<int64_t>(std::min<uint64_t>(capacity, INT64_MAX));
+    bytes->set_total(cap);
+    bytes->set_available(std::clamp<int64_t>(cap - usage->used_bytes, 0, usage->fs_available_bytes));
+  } else {
+    bytes->set_total(usage->fs_total_bytes);
+    bytes->set_available(usage->fs_available_bytes);
+  }
+  pb::VolumeUsage* inodes = resp->add_usage();
+  inodes->set_unit(pb::VolumeUsage::INODES);
+  inodes->set_used(usage->used_inodes);
+  inodes->set_total(std::max(usage->fs_total_inodes, usage->used_inodes));
+  inodes->set_available(usage->fs_free_inodes);
+  condition->set_abnormal(false);
+  condition->set_message(usage->truncated ? "serving (usage counted up to the walk's bound: a lower bound)"
+                                          : "serving");
+  return Status::Ok();
+}
+
+void NodeService::Maintain() {
+  try {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!store_->CheckServing().ok()) return;
+    for (const Publication& p : pubs_->List()) {
+      if (p.released) {
+        Status st = Release(p);
+        if (st.ok()) TLOG_INFO("csi: volume %s: dropped the publication at %s", p.key.RelPath().c_str(), p.target.c_str());
+        continue;
+      }
+      if (InspectTarget(p.target) != TargetState::kDead) continue;
+      // The daemon was restarted under this publication: its mount is dead.
+      const std::string data = store_->DataDir(p.key);
+      Status st = Status::Ok();
+      if (access(data.c_str(), F_OK) != 0) st = store_->Acquire(VolumeSpec{p.key, 0, p.retention}, p.target);
+      if (st.ok()) st = BindMount(data, p.target, p.readonly);
+      if (st.ok()) {
+        TLOG_INFO("csi: volume %s: re-bound at %s after the tempfs mount came back", p.key.RelPath().c_str(),
+                  p.target.c_str());
+      } else {
+        TLOG_WARN("csi: volume %s: re-binding at %s: %s", p.key.RelPath().c_str(), p.target.c_str(),
+                  st.ToString().c_str());
+      }
+    }
+    store_->CollectExpired(static_cast<int64_t>(time(nullptr)));
+  } catch (const std::exception& e) {
+    TLOG_ERROR("csi: maintenance: unexpected: %s", e.what());
+  }
+}
+
+}  // namespace tempfs::csi

@@ -1,0 +1,69 @@
+// The CSI Node service of tempfs: publishing a volume bind-mounts its
+// directory in the node's tempfs mount onto the pod's target path, so the
+// pods of one volume on a node share one superblock (files, MAP_SHARED
+// memory and descriptor passing over Unix sockets work between them), and a
+// pod sees its volume and nothing else.
+//
+// Publish and unpublish are idempotent, as the spec asks. Unpublish works on
+// a dead mount (daemon gone): the target is unmounted and removed, and the
+// volume's bookkeeping in the tempfs mount waits for Maintain().
+//
+// Maintain(), run periodically: when the tempfs mount serves again after a
+// daemon restart, re-binds the volume on every target whose mount is dead
+// (on top of it: pods whose volumeMount has mountPropagation HostToContainer
+// see their volume again without a restart), finishes deferred releases, and
+// deletes volumes whose keep time is up.
+//
+// Thread-safe: publish, unpublish and maintenance are serialized by one
+// mutex; stats walk outside it.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+#include "csi/csi.grpc.pb.h"
+#include "csi/publications.h"
+#include "csi/volume_store.h"
+
+namespace tempfs::csi {
+
+struct NodeOptions {
+  std::string node_id;
+  int64_t max_volumes_per_node = 0;  // 0: no limit
+};
+
+class NodeService final : public ::csi::v1::Node::Service {
+ public:
+  NodeService(NodeOptions options, VolumeStore* store, PublicationTable* pubs)
+      : options_(std::move(options)), store_(store), pubs_(pubs) {}
+
+  grpc::Status NodePublishVolume(grpc::ServerContext* ctx, const ::csi::v1::NodePublishVolumeRequest* req,
+                                 ::csi::v1::NodePublishVolumeResponse* resp) override;
+  grpc::Status NodeUnpublishVolume(grpc::ServerContext* ctx, const ::csi::v1::NodeUnpublishVolumeRequest* req,
+                                   ::csi::v1::NodeUnpublishVolumeResponse* resp) override;
+  grpc::Status NodeGetVolumeStats(grpc::ServerContext* ctx, const ::csi::v1::NodeGetVolumeStatsRequest* req,
+                                  ::csi::v1::NodeGetVolumeStatsResponse* resp) override;
+  grpc::Status NodeGetCapabilities(grpc::ServerContext* ctx, const ::csi::v1::NodeGetCapabilitiesRequest* req,
+                                   ::csi::v1::NodeGetCapabilitiesResponse* resp) override;
+  grpc::Status NodeGetInfo(grpc::ServerContext* ctx, const ::csi::v1::NodeGetInfoRequest* req,
+                           ::csi::v1::NodeGetInfoResponse* resp) override;
+
+  // One round of maintenance (see above). Errors are logged.
+  void Maintain();
+
+ private:
+  Status Publish(const ::csi::v1::NodePublishVolumeRequest& req);
+  Status Unpublish(const ::csi::v1::NodeUnpublishVolumeRequest& req);
+  Status Stats(const ::csi::v1::NodeGetVolumeStatsRequest& req, ::csi::v1::NodeGetVolumeStatsResponse* resp);
+  // Drops the record's publication from the volume; keeps the record, marked
+  // released, when the mount does not serve.
+  Status Release(Publication p);
+
+  const NodeOptions options_;
+  VolumeStore* const store_;
+  PublicationTable* const pubs_;
+  std::mutex mu_;  // serializes publish, unpublish, maintenance
+};
+
+}  // namespace tempfs::csi
