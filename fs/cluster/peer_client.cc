@@ -88,7 +88,8 @@ Status PeerClient::Fetch(uint32_t owner, Ino ino, uint64_t version, uint64_t siz
     uint64_t got = 0;
     while (got < len) {
       size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), len - got));
-      ssize_t n = recv(conn.fd, buf.data(), want, 0);
+      // Whole chunks: fewer wakeups for the writer and the waiting readers.
+      ssize_t n = recv(conn.fd, buf.data(), want, MSG_WAITALL);
       if (n < 0 && errno == EINTR) continue;
       if (n == 0) return Status::Err(ECONNRESET, "node " + registry_.Name(owner) + " closed the connection");
       if (n < 0) {

@@ -64,10 +64,22 @@ void NodeRegistry::Beat() {
 }
 
 Result<HostPort> NodeRegistry::Address(uint32_t node) {
+  // Cached briefly: a fetch of a small file should not cost a Redis round
+  // trip; a node that died meanwhile refuses the connection anyway.
+  auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard lock(mu_);
+    auto it = addresses_.find(node);
+    if (it != addresses_.end() && now - it->second.second < std::chrono::seconds(1)) return it->second.first;
+  }
   auto r = redis_.Command({"GET", "tfs:node:hb:" + std::to_string(node)});
   if (!r.ok()) return r.status();
   if (r->nil()) return Status::Err(EHOSTUNREACH, "node " + Name(node) + " is not in the cluster (no heartbeat)");
-  return HostPort::Parse(r->str);
+  auto hp = HostPort::Parse(r->str);
+  if (!hp.ok()) return hp;
+  std::lock_guard lock(mu_);
+  addresses_[node] = {*hp, now};
+  return hp;
 }
 
 std::string NodeRegistry::Name(uint32_t node) {

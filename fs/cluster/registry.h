@@ -45,6 +45,7 @@ class NodeRegistry {
   uint32_t self_ = 0;
   std::mutex mu_;
   std::map<uint32_t, std::string> names_;  // guarded by mu_
+  std::map<uint32_t, std::pair<HostPort, std::chrono::steady_clock::time_point>> addresses_;  // guarded by mu_
   std::condition_variable stop_cv_;
   bool stop_ = false;  // guarded by mu_
   std::thread beat_;

@@ -1,6 +1,6 @@
 // `tempfs csi`: the Kubernetes CSI node plugin of one node's tempfs mount.
 //
-//   tempfs csi --endpoint unix:///var/lib/kubelet/plugins/tempfs.csi.local/csi.sock \
+//   tempfs csi --endpoint unix:///var/lib/kubelet/plugins/tempfs.csi.local/csi.sock
 //              --node-id NODE --mount /var/lib/tempfs/mnt
 //
 // Serves the CSI Identity and Node services (gRPC on a Unix socket, mode
