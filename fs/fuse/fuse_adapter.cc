@@ -151,6 +151,10 @@ FileHandle* H(const fuse_file_info* fi) { return reinterpret_cast<FileHandle*>(f
 void FillOpen(fuse_req_t req, Ino ino, fuse_file_info* fi, FileHandle* h) {
   fi->fh = reinterpret_cast<uint64_t>(h);
   FuseAdapter& a = A(req);
+  // close(2) needs the daemon only where a written file becomes a new
+  // cluster version; elsewhere skip the FLUSH round trip (the kernel still
+  // flushes when it caches writes).
+  fi->noflush = !(a.vfs().clustered() && h->writable);
   if (!h->keep_cache) a.InvalidateAttributes(ino);
   if (a.passthrough_active() && h->passthrough_ok) {
     int id = g_backing.Acquire(req, ino, h->fd);

@@ -730,7 +730,7 @@ TEST(ClusterConsistencyTest, ConcurrentWritersSecondCloseFailsWithEio) {
       << c.Diagnostics();
 
   // Exactly A's content everywhere, B's own node included.
-  ExpectContent(c.Path(2, "shared"), a_content, "C after the conflict");
+  ExpectContent(c.Path(2, "shared"), a_content, "C after the conflict", &c);
   ExpectContent(c.Path(0, "shared"), a_content, "A after the conflict");
   ExpectContent(c.Path(1, "shared"), a_content, "B after the conflict");
   EXPECT_EQ(SizeOf(c.Path(2, "shared")), static_cast<off_t>(a_content.size()));
