@@ -49,7 +49,8 @@ void PeerClient::Put(const HostPort& addr, std::unique_ptr<Conn> c) {
   if (v.size() < 4) v.push_back(std::move(c));
 }
 
-Status PeerClient::Fetch(uint32_t owner, Ino ino, uint64_t version, uint64_t size, const Sink& sink) {
+Status PeerClient::Fetch(uint32_t owner, Ino ino, uint64_t version, uint64_t offset, uint64_t length,
+                         const Sink& sink) {
   auto addr = registry_.Address(owner);
   if (!addr.ok()) return addr.status();
   // A pooled connection may have been closed by the peer meanwhile: a request
@@ -62,8 +63,8 @@ Status PeerClient::Fetch(uint32_t owner, Ino ino, uint64_t version, uint64_t siz
     r.node = registry_.self();
     r.ino = ino;
     r.version = version;
-    r.offset = 0;
-    r.length = size;
+    r.offset = offset;
+    r.length = length;
     r.seq = ++conn.seq;
     std::string body = EncodeRequestBody(r);
     Mac mac = ComputeMac(secret_, conn.nonce, body);
@@ -83,7 +84,7 @@ Status PeerClient::Fetch(uint32_t owner, Ino ino, uint64_t version, uint64_t siz
       Put(*addr, std::move(*c));
       return Status::Err(static_cast<int>(status), "node " + registry_.Name(owner) + " refused");
     }
-    if (len != size) return Status::Err(ESTALE, "peer holds another size");
+    if (len != length) return Status::Err(ESTALE, "peer holds another size");
     std::vector<char> buf(1 << 20);
     uint64_t got = 0;
     while (got < len) {

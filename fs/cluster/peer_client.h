@@ -20,7 +20,8 @@ class PeerClient final : public PeerTransport {
   PeerClient(NodeRegistry& registry, std::string secret, std::chrono::milliseconds timeout);
   ~PeerClient() override;
 
-  Status Fetch(uint32_t owner, Ino ino, uint64_t version, uint64_t size, const Sink& sink) override;
+  Status Fetch(uint32_t owner, Ino ino, uint64_t version, uint64_t offset, uint64_t length,
+               const Sink& sink) override;
   std::string NodeName(uint32_t node) override { return registry_.Name(node); }
 
  private:

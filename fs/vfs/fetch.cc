@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <thread>
+#include <vector>
 
 #include <xxhash.h>
 
@@ -30,34 +31,107 @@ Status Fetch::Start() {
 
 Result<int> Fetch::OpenForRead() { return store_.OpenPart(attr_.ino, O_RDONLY); }
 
+namespace {
+
+constexpr uint64_t kChunk = 8ull << 20;  // one request's worth of a large file
+constexpr int kStreams = 3;              // requests in flight per file
+
+}  // namespace
+
+// Large files come as kChunk ranges over up to kStreams connections at once.
+// Readers are served from the contiguous prefix that has arrived; the
+// checksum is taken over that prefix, in order, as it grows.
 void Fetch::Run() {
+  const uint64_t size = attr_.size;
+  const uint64_t chunks = size == 0 ? 0 : (size + kChunk - 1) / kChunk;
+  std::mutex state_mu;
+  uint64_t next = 0;                // next chunk to ask for; guarded by state_mu
+  std::vector<bool> done(chunks);   // guarded by state_mu
+  uint64_t prefix_chunks = 0;       // guarded by state_mu
+  Status first_error;               // guarded by state_mu
   XXH64_state_t* h = XXH64_createState();
   XXH64_reset(h, 0);
-  uint64_t off = 0;
-  Status st = transport_.Fetch(attr_.owner, attr_.ino, attr_.version, attr_.size,
-                               [&](const char* data, size_t len) -> Status {
-    if (off + len > attr_.size) return Status::Err(EIO, "peer sent more than the file holds");
-    size_t done = 0;
-    while (done < len) {
-      ssize_t n = pwrite(fd_, data + done, len - done, static_cast<off_t>(off + done));
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return Status::FromErrno("write fetched data");
-      }
-      done += n;
+  uint64_t hashed = 0;  // only the thread that advanced the prefix hashes, under hash_mu
+  std::mutex hash_mu;
+  auto hash_up_to = [&](uint64_t end) -> Status {
+    std::lock_guard lock(hash_mu);
+    std::vector<char> buf(1 << 20);
+    while (hashed < end) {
+      size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), end - hashed));
+      ssize_t n = pread(fd_, buf.data(), want, static_cast<off_t>(hashed));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return Status::FromErrno("read back fetched data");
+      XXH64_update(h, buf.data(), static_cast<size_t>(n));
+      hashed += n;
     }
-    XXH64_update(h, data, len);
-    off += len;
-    {
-      std::lock_guard lock(mu_);
-      ready_ = off;
-    }
-    cv_.notify_all();
     return Status::Ok();
-  });
+  };
+
+  auto worker = [&] {
+    for (;;) {
+      uint64_t i;
+      {
+        std::lock_guard lock(state_mu);
+        if (!first_error.ok() || next >= chunks) return;
+        i = next++;
+      }
+      uint64_t off = i * kChunk;
+      uint64_t len = std::min(kChunk, size - off);
+      uint64_t pos = off;
+      Status st = transport_.Fetch(attr_.owner, attr_.ino, attr_.version, off, len,
+                                   [&](const char* data, size_t n) -> Status {
+        if (pos + n > off + len) return Status::Err(EIO, "peer sent more than asked");
+        size_t w = 0;
+        while (w < n) {
+          ssize_t r = pwrite(fd_, data + w, n - w, static_cast<off_t>(pos + w));
+          if (r < 0) {
+            if (errno == EINTR) continue;
+            return Status::FromErrno("write fetched data");
+          }
+          w += r;
+        }
+        pos += n;
+        if (chunks == 1) {  // one range: readers may follow byte by byte
+          std::lock_guard lock(mu_);
+          ready_ = pos;
+          cv_.notify_all();
+        }
+        return Status::Ok();
+      });
+      if (st.ok() && pos != off + len) st = Status::Err(EIO, "short range from peer");
+      uint64_t new_prefix = 0;
+      {
+        std::lock_guard lock(state_mu);
+        if (!st.ok()) {
+          if (first_error.ok()) first_error = st;
+          return;
+        }
+        done[i] = true;
+        while (prefix_chunks < chunks && done[prefix_chunks]) prefix_chunks++;
+        new_prefix = std::min(size, prefix_chunks * kChunk);
+      }
+      {
+        std::lock_guard lock(mu_);
+        if (new_prefix > ready_) ready_ = new_prefix;
+      }
+      cv_.notify_all();
+      Status hs = hash_up_to(new_prefix);
+      if (!hs.ok()) {
+        std::lock_guard lock(state_mu);
+        if (first_error.ok()) first_error = hs;
+        return;
+      }
+    }
+  };
+  std::vector<std::thread> extra;
+  for (int k = 1; k < kStreams && static_cast<uint64_t>(k) < chunks; k++) extra.emplace_back(worker);
+  worker();
+  for (auto& t : extra) t.join();
+
+  Status st = first_error;
+  if (st.ok()) st = hash_up_to(size);  // ranges finished out of order hash here
   uint64_t sum = XXH64_digest(h);
   XXH64_freeState(h);
-  if (st.ok() && off != attr_.size) st = Status::Err(EIO, "peer sent " + std::to_string(off) + " of " + std::to_string(attr_.size) + " bytes");
   if (st.ok() && sum != attr_.checksum) st = Status::Err(EIO, "checksum mismatch");
   if (st.ok()) st = store_.CommitPart(attr_.ino, attr_.version);
   if (!st.ok()) {
@@ -68,6 +142,7 @@ void Fetch::Run() {
     std::lock_guard lock(mu_);
     finished_ = true;
     result_ = st;
+    if (st.ok()) ready_ = size;
     end_ = std::chrono::steady_clock::now();
   }
   cv_.notify_all();
@@ -81,6 +156,14 @@ Status Fetch::WaitFor(uint64_t end, std::chrono::milliseconds timeout) {
   if (finished_) return result_.ok() ? Status::Ok() : Status::Err(EIO, result_.ToString());
   (void)ok;
   return Status::Err(EIO, "timed out waiting for data from node " + std::to_string(attr_.owner));
+}
+
+Status Fetch::WaitDone(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  if (!cv_.wait_for(lock, timeout, [&] { return finished_; })) {
+    return Status::Err(EIO, "timed out waiting for data from node " + std::to_string(attr_.owner));
+  }
+  return result_.ok() ? Status::Ok() : Status::Err(EIO, result_.ToString());
 }
 
 uint64_t Fetch::bytes() const {

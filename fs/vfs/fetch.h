@@ -34,7 +34,8 @@ class Fetch : public std::enable_shared_from_this<Fetch> {
   Result<int> OpenForRead();
   // Waits until bytes [0, end) are local, the copy failed, or `timeout`.
   Status WaitFor(uint64_t end, std::chrono::milliseconds timeout);
-  Status WaitDone(std::chrono::milliseconds timeout) { return WaitFor(attr_.size, timeout); }
+  // Waits until the copy is complete, checked and in place (or failed).
+  Status WaitDone(std::chrono::milliseconds timeout);
 
   const Attr& attr() const { return attr_; }
   uint64_t bytes() const;

@@ -15,11 +15,13 @@ class PeerTransport {
  public:
   virtual ~PeerTransport() = default;
   using Sink = std::function<Status(const char* data, size_t len)>;
-  // Streams bytes [0, size) of `ino` at `version` from node `owner` into
-  // `sink`, in order, as they arrive. Fails within the transport's timeout
-  // when the peer dies or stops answering; ESTALE if the peer no longer has
-  // that version; EHOSTUNREACH if the node left the cluster.
-  virtual Status Fetch(uint32_t owner, Ino ino, uint64_t version, uint64_t size, const Sink& sink) = 0;
+  // Streams bytes [offset, offset+length) of `ino` at `version` from node
+  // `owner` into `sink`, in order, as they arrive. Fails within the
+  // transport's timeout when the peer dies or stops answering; ESTALE if the
+  // peer no longer has that version (or not that many bytes); EHOSTUNREACH if
+  // the node left the cluster. Safe to call from several threads at once.
+  virtual Status Fetch(uint32_t owner, Ino ino, uint64_t version, uint64_t offset, uint64_t length,
+                       const Sink& sink) = 0;
   // A name for logs.
   virtual std::string NodeName(uint32_t node) = 0;
 };
