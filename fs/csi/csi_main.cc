@@ -15,7 +15,6 @@
 #include <thread>
 
 #include "common/log.h"
-#include "daemon/mount_table.h"
 #include "csi/file_util.h"
 #include "csi/identity_service.h"
 #include "csi/mounts.h"
@@ -23,6 +22,7 @@
 #include "csi/node_service.h"
 #include "csi/publications.h"
 #include "csi/volume_store.h"
+#include "daemon/mount_table.h"
 
 namespace tempfs {
 namespace {
@@ -154,7 +154,7 @@ int RunCsi(const CsiConfig& c) {
     stopping = true;
   }
   cv.notify_all();
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   maintenance.join();
   unlink(socket_path->c_str());
   return 0;

@@ -12,17 +12,16 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
-
 #include <cstdint>
 #include <string>
 
 namespace tempfs {
 
 struct CsiConfig {
-  std::string endpoint;   // unix:///abs/path, unix:/abs/path or /abs/path
-  std::string node_id;    // this node's name (NodeGetInfo, topology)
-  std::string mount;      // this node's tempfs mount point
-  std::string state_dir;  // "" = <socket's directory>/state
+  std::string endpoint;        // unix:///abs/path, unix:/abs/path or /abs/path
+  std::string node_id;         // this node's name (NodeGetInfo, topology)
+  std::string mount;           // this node's tempfs mount point
+  std::string state_dir;       // "" = <socket's directory>/state
   double check_interval = 10;  // seconds between maintenance rounds
   int64_t max_volumes_per_node = 0;
   bool debug = false;

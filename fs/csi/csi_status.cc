@@ -1,24 +1,34 @@
 #include "csi/csi_status.h"
 
 namespace tempfs::csi {
+namespace {
+
+grpc::StatusCode CodeFor(int err) {
+  switch (err) {
+    case EINVAL:
+      return grpc::StatusCode::INVALID_ARGUMENT;
+    case ENOENT:
+      return grpc::StatusCode::NOT_FOUND;
+    case EEXIST:
+      return grpc::StatusCode::ALREADY_EXISTS;
+    case ENOTCONN:
+    case EAGAIN:
+      return grpc::StatusCode::UNAVAILABLE;
+    case ENOTSUP:
+      return grpc::StatusCode::FAILED_PRECONDITION;
+    default:
+      return grpc::StatusCode::INTERNAL;
+  }
+}
+
+}  // namespace
 
 grpc::Status ToGrpc(const Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  grpc::StatusCode code;
-  switch (status.err()) {
-    case EINVAL: code = grpc::StatusCode::INVALID_ARGUMENT; break;
-    case ENOENT: code = grpc::StatusCode::NOT_FOUND; break;
-    case EEXIST: code = grpc::StatusCode::ALREADY_EXISTS; break;
-    case ENOTCONN:
-    case EAGAIN: code = grpc::StatusCode::UNAVAILABLE; break;
-    case ENOTSUP: code = grpc::StatusCode::FAILED_PRECONDITION; break;
-    default: code = grpc::StatusCode::INTERNAL; break;
-  }
+  const grpc::StatusCode code = CodeFor(status.err());
   // Invalid arguments carry their own explanation; the rest keep strerror.
-  std::string msg = (code == grpc::StatusCode::INVALID_ARGUMENT && !status.message().empty())
-                        ? status.message()
-                        : status.ToString();
-  return grpc::Status(code, msg);
+  const bool own_words = code == grpc::StatusCode::INVALID_ARGUMENT && !status.message().empty();
+  return grpc::Status(code, own_words ? status.message() : status.ToString());
 }
 
 }  // namespace tempfs::csi

@@ -5,7 +5,6 @@
 #include <ftw.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
 #include <xxhash.h>
 
 #include <cerrno>

@@ -17,10 +17,10 @@ namespace tempfs::csi {
 Status CheckTempfsServing(const std::string& mnt);
 
 enum class TargetState {
-  kMissing,     // nothing at the path
-  kUnmounted,   // exists, nothing mounted on it
-  kMounted,     // a mount that answers
-  kDead,        // a mount whose file system does not answer (ENOTCONN)
+  kMissing,    // nothing at the path
+  kUnmounted,  // exists, nothing mounted on it
+  kMounted,    // a mount that answers
+  kDead,       // a mount whose file system does not answer (ENOTCONN)
 };
 TargetState InspectTarget(const std::string& target);
 

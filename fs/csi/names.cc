@@ -117,10 +117,18 @@ Result<uint64_t> ParseQuantity(std::string_view s) {
   };
   static const Unit kUnits[] = {
       {"", 1},
-      {"Ki", 1ull << 10}, {"Mi", 1ull << 20}, {"Gi", 1ull << 30}, {"Ti", 1ull << 40}, {"Pi", 1ull << 50},
+      {"Ki", 1ull << 10},
+      {"Mi", 1ull << 20},
+      {"Gi", 1ull << 30},
+      {"Ti", 1ull << 40},
+      {"Pi", 1ull << 50},
       {"Ei", 1ull << 60},
-      {"k", 1000ull}, {"M", 1000000ull}, {"G", 1000000000ull}, {"T", 1000000000000ull},
-      {"P", 1000000000000000ull}, {"E", 1000000000000000000ull},
+      {"k", 1000ull},
+      {"M", 1000000ull},
+      {"G", 1000000000ull},
+      {"T", 1000000000000ull},
+      {"P", 1000000000000000ull},
+      {"E", 1000000000000000000ull},
   };
   bool found = false;
   for (const Unit& u : kUnits) {
@@ -154,11 +162,20 @@ Result<Retention> ParseRetention(std::string_view s) {
   }
   int64_t unit = 0;
   switch (s.back()) {
-    case 's': unit = 1; break;
-    case 'm': unit = 60; break;
-    case 'h': unit = 3600; break;
-    case 'd': unit = 86400; break;
-    default: return bad();
+    case 's':
+      unit = 1;
+      break;
+    case 'm':
+      unit = 60;
+      break;
+    case 'h':
+      unit = 3600;
+      break;
+    case 'd':
+      unit = 86400;
+      break;
+    default:
+      return bad();
   }
   if (n <= 0 || n > 3650 * 86400 / unit) return bad();
   return Retention{Retention::Kind::kKeepFor, n * unit};
@@ -166,9 +183,12 @@ Result<Retention> ParseRetention(std::string_view s) {
 
 std::string FormatRetention(const Retention& r) {
   switch (r.kind) {
-    case Retention::Kind::kDelete: return "delete";
-    case Retention::Kind::kKeep: return "keep";
-    case Retention::Kind::kKeepFor: return std::to_string(r.seconds) + "s";
+    case Retention::Kind::kDelete:
+      return "delete";
+    case Retention::Kind::kKeep:
+      return "keep";
+    case Retention::Kind::kKeepFor:
+      return std::to_string(r.seconds) + "s";
   }
   return "delete";
 }

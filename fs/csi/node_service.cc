@@ -91,7 +91,7 @@ Status NodeService::Publish(const pb::NodePublishVolumeRequest& req) {
   auto spec = ResolveVolume(req.volume_id(), context);
   if (!spec.ok()) return spec.status();
   const bool readonly = req.readonly() || ReadOnlyMode(cap);
-  const std::string target = CanonicalPath(req.target_path());
+  std::string target = CanonicalPath(req.target_path());
 
   std::lock_guard<std::mutex> lock(mu_);
   auto existing = pubs_->Find(target);
@@ -101,8 +101,8 @@ Status NodeService::Publish(const pb::NodePublishVolumeRequest& req) {
   if (state == TargetState::kMounted || state == TargetState::kDead) {
     if (old && !old->released && old->volume_id == req.volume_id() && old->key == spec->key) {
       if (old->readonly != readonly) {
-        return Status::Err(EEXIST, target + " already publishes this volume with readonly=" +
-                                       (old->readonly ? "true" : "false"));
+        return Status::Err(
+            EEXIST, target + " already publishes this volume with readonly=" + (old->readonly ? "true" : "false"));
       }
       return Status::Ok();  // the same publication again
     }
@@ -115,13 +115,14 @@ Status NodeService::Publish(const pb::NodePublishVolumeRequest& req) {
   if (old && !(old->key == spec->key)) TEMPFS_RETURN_IF_ERROR(store_->Release(old->key, old->target, old->retention));
 
   TEMPFS_RETURN_IF_ERROR(MakeDirs(target, 0750));
+  // Named as the mount table will name it, now that its parents exist.
+  target = CanonicalPath(target);
   Publication pub{target, req.volume_id(), spec->key, readonly, spec->retention, false};
   TEMPFS_RETURN_IF_ERROR(pubs_->Put(pub));
   Status st = store_->Acquire(*spec, target);
   if (st.ok()) st = BindMount(store_->DataDir(spec->key), target, readonly);
   if (!st.ok()) {
-    Status undo = Release(pub);
-    if (undo.ok()) undo = pubs_->Remove(target);
+    Status undo = Release(pub);  // drops the record too, or defers like unpublish
     if (!undo.ok()) TLOG_WARN("csi: undoing a failed publish of %s: %s", target.c_str(), undo.ToString().c_str());
     return st;
   }
@@ -223,7 +224,8 @@ void NodeService::Maintain() {
     for (const Publication& p : pubs_->List()) {
       if (p.released) {
         Status st = Release(p);
-        if (st.ok()) TLOG_INFO("csi: volume %s: dropped the publication at %s", p.key.RelPath().c_str(), p.target.c_str());
+        if (st.ok())
+          TLOG_INFO("csi: volume %s: dropped the publication at %s", p.key.RelPath().c_str(), p.target.c_str());
         continue;
       }
       if (InspectTarget(p.target) != TargetState::kDead) continue;

@@ -26,8 +26,7 @@ std::string Get(const std::map<std::string, std::string>& m, const std::string& 
 
 std::string VolumeKey::RelPath() const { return by_id ? ns + "/" + kById + "/" + name : ns + "/" + name; }
 
-Result<VolumeSpec> ResolveVolume(const std::string& volume_id,
-                                 const std::map<std::string, std::string>& context) {
+Result<VolumeSpec> ResolveVolume(const std::string& volume_id, const std::map<std::string, std::string>& context) {
   VolumeSpec spec;
   auto ns = context.find(kCtxPodNamespace);
   if (ns != context.end()) {
@@ -62,16 +61,13 @@ Result<VolumeSpec> ResolveVolume(const std::string& volume_id,
   return spec;
 }
 
-VolumeStore::VolumeStore(std::string mnt, std::string node_id)
-    : mnt_(std::move(mnt)), node_id_(std::move(node_id)) {}
+VolumeStore::VolumeStore(std::string mnt, std::string node_id) : mnt_(std::move(mnt)), node_id_(std::move(node_id)) {}
 
 Status VolumeStore::CheckServing() const { return CheckTempfsServing(mnt_); }
 
 std::string VolumeStore::DataDir(const VolumeKey& key) const { return mnt_ + "/volumes/" + key.RelPath(); }
 
-std::string VolumeStore::StateDir(const VolumeKey& key) const {
-  return mnt_ + "/" + kStateDir + "/" + key.RelPath();
-}
+std::string VolumeStore::StateDir(const VolumeKey& key) const { return mnt_ + "/" + kStateDir + "/" + key.RelPath(); }
 
 std::string VolumeStore::MarkerPath(const VolumeKey& key, const std::string& target) const {
   return StateDir(key) + "/pubs/" + node_id_ + "~" + PathHash(target);

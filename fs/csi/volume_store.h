@@ -51,8 +51,7 @@ struct VolumeSpec {
 // capacity and retention from their attributes. Retention defaults to
 // "delete" for inline ephemeral volumes and to "keep" for PersistentVolumes.
 // EINVAL, naming the field, for anything malformed or escaping.
-Result<VolumeSpec> ResolveVolume(const std::string& volume_id,
-                                 const std::map<std::string, std::string>& context);
+Result<VolumeSpec> ResolveVolume(const std::string& volume_id, const std::map<std::string, std::string>& context);
 
 class VolumeStore {
  public:
