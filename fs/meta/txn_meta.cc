@@ -133,8 +133,7 @@ Status TxnMeta::EnsureRoot() {
 }
 
 Result<Attr> TxnMeta::Lookup(Ino parent, std::string_view name) {
-  Attr out;
-  Status st = Transact(TxnKind::kRead, [&](MetaTxn& t) -> Status {
+  return TransactFor<Attr>(TxnKind::kRead, [&](MetaTxn& t, Attr& out) -> Status {
     Staging s(t, 0);
     auto p = s.LoadDir(parent);
     if (!p.ok()) return p.status();
@@ -143,26 +142,20 @@ Result<Attr> TxnMeta::Lookup(Ino parent, std::string_view name) {
     out = (*c)->attr;
     return Status::Ok();
   });
-  if (!st.ok()) return st;
-  return out;
 }
 
 Result<Attr> TxnMeta::GetAttr(Ino ino) {
-  Attr out;
-  Status st = Transact(TxnKind::kRead, [&](MetaTxn& t) -> Status {
+  return TransactFor<Attr>(TxnKind::kRead, [&](MetaTxn& t, Attr& out) -> Status {
     auto r = t.GetInode(ino);
     if (!r.ok()) return r.status();
     if (!r->has_value()) return Status::Err(ENOENT);
     out = (*r)->attr;
     return Status::Ok();
   });
-  if (!st.ok()) return st;
-  return out;
 }
 
 Result<Attr> TxnMeta::Create(Ino parent, std::string_view name, const NewNode& node) {
-  Attr out;
-  Status st = Transact(TxnKind::kWrite, [&](MetaTxn& t) -> Status {
+  return TransactFor<Attr>(TxnKind::kWrite, [&](MetaTxn& t, Attr& out) -> Status {
     Staging s(t, NowNs());
     auto p = s.LoadDir(parent);
     if (!p.ok()) return p.status();
@@ -190,13 +183,10 @@ Result<Attr> TxnMeta::Create(Ino parent, std::string_view name, const NewNode& n
     s.Flush();
     return Status::Ok();
   });
-  if (!st.ok()) return st;
-  return out;
 }
 
 Result<Attr> TxnMeta::Link(Ino ino, Ino new_parent, std::string_view new_name) {
-  Attr out;
-  Status st = Transact(TxnKind::kWrite, [&](MetaTxn& t) -> Status {
+  return TransactFor<Attr>(TxnKind::kWrite, [&](MetaTxn& t, Attr& out) -> Status {
     Staging s(t, NowNs());
     auto n = s.Load(ino);
     if (!n.ok()) return n.status();
@@ -217,13 +207,10 @@ Result<Attr> TxnMeta::Link(Ino ino, Ino new_parent, std::string_view new_name) {
     out = a;
     return Status::Ok();
   });
-  if (!st.ok()) return st;
-  return out;
 }
 
 Result<Attr> TxnMeta::Unlink(Ino parent, std::string_view name) {
-  Attr out;
-  Status st = Transact(TxnKind::kFree, [&](MetaTxn& t) -> Status {
+  return TransactFor<Attr>(TxnKind::kFree, [&](MetaTxn& t, Attr& out) -> Status {
     Staging s(t, NowNs());
     auto p = s.LoadDir(parent);
     if (!p.ok()) return p.status();
@@ -239,13 +226,10 @@ Result<Attr> TxnMeta::Unlink(Ino parent, std::string_view name) {
     out = a;
     return Status::Ok();
   });
-  if (!st.ok()) return st;
-  return out;
 }
 
 Result<Attr> TxnMeta::Rmdir(Ino parent, std::string_view name) {
-  Attr out;
-  Status st = Transact(TxnKind::kFree, [&](MetaTxn& t) -> Status {
+  return TransactFor<Attr>(TxnKind::kFree, [&](MetaTxn& t, Attr& out) -> Status {
     Staging s(t, NowNs());
     auto p = s.LoadDir(parent);
     if (!p.ok()) return p.status();
@@ -265,8 +249,6 @@ Result<Attr> TxnMeta::Rmdir(Ino parent, std::string_view name) {
     out = a;
     return Status::Ok();
   });
-  if (!st.ok()) return st;
-  return out;
 }
 
 Result<std::optional<Attr>> TxnMeta::Rename(Ino parent, std::string_view name, Ino new_parent,
@@ -275,8 +257,7 @@ Result<std::optional<Attr>> TxnMeta::Rename(Ino parent, std::string_view name, I
       flags == (kRenameNoReplace | kRenameExchange)) {
     return Status::Err(EINVAL);
   }
-  std::optional<Attr> out;
-  Status st = Transact(TxnKind::kFree, [&](MetaTxn& t) -> Status {
+  return TransactFor<std::optional<Attr>>(TxnKind::kFree, [&](MetaTxn& t, std::optional<Attr>& out) -> Status {
     out.reset();
     Staging s(t, NowNs());
     auto pr = s.LoadDir(parent);
@@ -362,8 +343,6 @@ Result<std::optional<Attr>> TxnMeta::Rename(Ino parent, std::string_view name, I
     s.Flush();
     return Status::Ok();
   });
-  if (!st.ok()) return st;
-  return out;
 }
 
 Result<Attr> TxnMeta::SetAttr(Ino ino, const SetAttrRequest& req) {
@@ -401,8 +380,7 @@ Result<Attr> TxnMeta::SetAttr(Ino ino, const SetAttrRequest& req) {
 }
 
 Result<std::string> TxnMeta::ReadLink(Ino ino) {
-  std::string out;
-  Status st = Transact(TxnKind::kRead, [&](MetaTxn& t) -> Status {
+  return TransactFor<std::string>(TxnKind::kRead, [&](MetaTxn& t, std::string& out) -> Status {
     auto r = t.GetInode(ino);
     if (!r.ok()) return r.status();
     if (!r->has_value()) return Status::Err(ENOENT);
@@ -410,13 +388,10 @@ Result<std::string> TxnMeta::ReadLink(Ino ino) {
     out = (*r)->target;
     return Status::Ok();
   });
-  if (!st.ok()) return st;
-  return out;
 }
 
 Result<std::vector<DirEntry>> TxnMeta::ReadDir(Ino dir) {
-  std::vector<DirEntry> out;
-  Status st = Transact(TxnKind::kRead, [&](MetaTxn& t) -> Status {
+  return TransactFor<std::vector<DirEntry>>(TxnKind::kRead, [&](MetaTxn& t, std::vector<DirEntry>& out) -> Status {
     auto r = t.GetInode(dir);
     if (!r.ok()) return r.status();
     if (!r->has_value()) return Status::Err(ENOENT);
@@ -426,13 +401,10 @@ Result<std::vector<DirEntry>> TxnMeta::ReadDir(Ino dir) {
     out = std::move(*list);
     return Status::Ok();
   });
-  if (!st.ok()) return st;
-  return out;
 }
 
 Result<std::string> TxnMeta::GetXattr(Ino ino, std::string_view name) {
-  std::string out;
-  Status st = Transact(TxnKind::kRead, [&](MetaTxn& t) -> Status {
+  return TransactFor<std::string>(TxnKind::kRead, [&](MetaTxn& t, std::string& out) -> Status {
     auto r = t.GetInode(ino);
     if (!r.ok()) return r.status();
     if (!r->has_value()) return Status::Err(ENOENT);
@@ -442,13 +414,10 @@ Result<std::string> TxnMeta::GetXattr(Ino ino, std::string_view name) {
     out = std::move(**v);
     return Status::Ok();
   });
-  if (!st.ok()) return st;
-  return out;
 }
 
 Result<std::vector<std::string>> TxnMeta::ListXattr(Ino ino) {
-  std::vector<std::string> out;
-  Status st = Transact(TxnKind::kRead, [&](MetaTxn& t) -> Status {
+  return TransactFor<std::vector<std::string>>(TxnKind::kRead, [&](MetaTxn& t, std::vector<std::string>& out) -> Status {
     auto r = t.GetInode(ino);
     if (!r.ok()) return r.status();
     if (!r->has_value()) return Status::Err(ENOENT);
@@ -457,8 +426,6 @@ Result<std::vector<std::string>> TxnMeta::ListXattr(Ino ino) {
     out = std::move(*v);
     return Status::Ok();
   });
-  if (!st.ok()) return st;
-  return out;
 }
 
 Status TxnMeta::SetXattr(Ino ino, std::string_view name, std::string_view value, int flags) {

@@ -43,6 +43,15 @@ class TxnMeta : public MetaEngine {
   // conflict); only its last run's writes take effect.
   virtual Status Transact(TxnKind kind, const std::function<Status(MetaTxn&)>& body) = 0;
 
+  // Transact() for operations that produce a value: `body` fills `out`.
+  template <typename T>
+  Result<T> TransactFor(TxnKind kind, const std::function<Status(MetaTxn&, T&)>& body) {
+    T out{};
+    Status st = Transact(kind, [&](MetaTxn& t) { return body(t, out); });
+    if (!st.ok()) return st;
+    return out;
+  }
+
   // Creates the root directory if the namespace has none.
   Status EnsureRoot();
 };
