@@ -438,15 +438,6 @@ std::string HmacSha256(std::string key, const std::string& msg) {
   return Sha256::Digest(opad + Sha256::Digest(ipad + msg));
 }
 
-std::string ToHex(const std::string& bytes) {
-  static const char* kDigits = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out.push_back(kDigits[c >> 4]);
-    out.push_back(kDigits[c & 15]);
-  }
-  return out;
-}
 
 // ------------------------------------------------- peer protocol v1 --
 

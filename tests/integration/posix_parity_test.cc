@@ -92,26 +92,6 @@ std::string Pattern(size_t len, unsigned seed) {
   return s;
 }
 
-// Reads a whole file; returns false with errno set on failure.
-bool ReadFile(const std::string& path, std::string* out) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) return false;
-  out->clear();
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n < 0) {
-      int e = errno;
-      ::close(fd);
-      errno = e;
-      return false;
-    }
-    if (n == 0) break;
-    out->append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return true;
-}
 
 std::string PreadStr(int fd, size_t len, off_t off) {
   std::string buf(len, '\0');
@@ -292,7 +272,7 @@ class Recorder {
 
   void Data(const std::string& label, const std::string& rel) {
     std::string content;
-    if (!ReadFile(P(rel), &content)) {
+    if (!ReadWholeFile(P(rel), &content)) {
       Add(label, ErrName(errno), "");
       return;
     }

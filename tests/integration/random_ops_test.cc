@@ -151,25 +151,6 @@ Op Generate(std::mt19937_64& rng, const std::vector<std::string>& paths) {
   return op;
 }
 
-bool ReadWhole(const std::string& path, std::string* out) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) return false;
-  out->clear();
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n < 0) {
-      int e = errno;
-      ::close(fd);
-      errno = e;
-      return false;
-    }
-    if (n == 0) break;
-    out->append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return true;
-}
 
 // Applies op below root; returns the result text (return value or errno).
 std::string Apply(const std::string& root, const Op& op) {
@@ -203,7 +184,7 @@ std::string Apply(const std::string& root, const Op& op) {
       return Outcome(::rmdir(a.c_str()));
     case Op::kRead: {
       std::string content;
-      if (!ReadWhole(a, &content)) return ErrName(errno);
+      if (!ReadWholeFile(a, &content)) return ErrName(errno);
       return "read " + std::to_string(content.size());
     }
   }
@@ -227,7 +208,7 @@ Entry Observe(const std::string& path) {
     e.meta = "dir nlink=" + std::to_string(st.st_nlink);
   } else if (S_ISREG(st.st_mode)) {
     e.meta = "reg size=" + std::to_string(st.st_size) + " nlink=" + std::to_string(st.st_nlink);
-    if (!ReadWhole(path, &e.content)) e.meta += " read:" + ErrName(errno);
+    if (!ReadWholeFile(path, &e.content)) e.meta += " read:" + ErrName(errno);
   } else {
     e.meta = "other mode=" + std::to_string(st.st_mode);
   }

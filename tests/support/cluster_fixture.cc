@@ -42,15 +42,6 @@ std::string Tail(const std::string& s, size_t max_bytes) {
   return "..." + s.substr(s.size() - max_bytes);
 }
 
-std::string Hex(const std::string& bytes) {
-  static const char* kDigits = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out.push_back(kDigits[c >> 4]);
-    out.push_back(kDigits[c & 15]);
-  }
-  return out;
-}
 
 bool Reaped(pid_t pid) {
   int status = 0;
@@ -284,7 +275,7 @@ bool ClusterFixture::Start() {
       ADD_FAILURE() << "getrandom: " << strerror(errno);
       return false;
     }
-    std::string text = Hex(raw) + "\n";
+    std::string text = ToHex(raw) + "\n";
     int fd = ::open(secret_file_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     bool ok = fd >= 0 && ::fchmod(fd, 0600) == 0 &&
               ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());

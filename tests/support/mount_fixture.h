@@ -132,6 +132,12 @@ class TempfsMount {
 // misplaced block shows.
 std::string Pattern(uint64_t seed, size_t size);
 
+// Reads a whole file; returns false with errno set on failure.
+bool ReadWholeFile(const std::string& path, std::string* out);
+
+// Lower-case hex of raw bytes, for messages.
+std::string ToHex(const std::string& bytes);
+
 }  // namespace tempfs::testing
 
 #endif  // TEMPFS_TESTS_SUPPORT_MOUNT_FIXTURE_H_
