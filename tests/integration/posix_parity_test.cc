@@ -45,17 +45,6 @@ constexpr uid_t kNobody = 65534;
 constexpr uid_t kOtherUser = 65533;
 constexpr int64_t kGiB = int64_t{1} << 30;
 
-std::string ErrName(int e) {
-  const char* name = strerrorname_np(e);
-  return name != nullptr ? name : "errno" + std::to_string(e);
-}
-
-// Exact return value, or the errno name. Reads errno first thing, before
-// anything else can clobber it.
-std::string RetStr(long ret) {
-  int e = errno;
-  return ret >= 0 ? std::to_string(ret) : ErrName(e);
-}
 
 // "ok" or the errno name, for values that legitimately differ (fds, pointers).
 std::string OkStr(long ret) {

@@ -35,15 +35,6 @@ constexpr int kStepsAfterRemount = 500;
 constexpr std::chrono::seconds kPhase1Budget{18};
 constexpr std::chrono::seconds kPhase2Budget{5};
 
-std::string ErrName(int e) {
-  const char* name = strerrorname_np(e);
-  return name != nullptr ? name : "errno" + std::to_string(e);
-}
-
-std::string Outcome(long ret) {
-  int e = errno;
-  return ret >= 0 ? std::to_string(ret) : ErrName(e);
-}
 
 uint64_t SeedFromEnvOrTime() {
   if (const char* env = std::getenv("TEMPFS_TEST_SEED"); env != nullptr && *env != '\0') {
@@ -166,22 +157,22 @@ std::string Apply(const std::string& root, const Op& op) {
     case Op::kWrite: {
       int fd = ::open(a.c_str(), O_WRONLY);
       if (fd < 0) return "open " + ErrName(errno);
-      std::string s = Outcome(::pwrite(fd, op.data.data(), op.data.size(), op.off));
+      std::string s = RetStr(::pwrite(fd, op.data.data(), op.data.size(), op.off));
       ::close(fd);
       return s;
     }
     case Op::kTruncate:
-      return Outcome(::truncate(a.c_str(), op.len));
+      return RetStr(::truncate(a.c_str(), op.len));
     case Op::kRename:
-      return Outcome(::rename(a.c_str(), b.c_str()));
+      return RetStr(::rename(a.c_str(), b.c_str()));
     case Op::kUnlink:
-      return Outcome(::unlink(a.c_str()));
+      return RetStr(::unlink(a.c_str()));
     case Op::kLink:
-      return Outcome(::link(a.c_str(), b.c_str()));
+      return RetStr(::link(a.c_str(), b.c_str()));
     case Op::kMkdir:
-      return Outcome(::mkdir(a.c_str(), 0755));
+      return RetStr(::mkdir(a.c_str(), 0755));
     case Op::kRmdir:
-      return Outcome(::rmdir(a.c_str()));
+      return RetStr(::rmdir(a.c_str()));
     case Op::kRead: {
       std::string content;
       if (!ReadWholeFile(a, &content)) return ErrName(errno);

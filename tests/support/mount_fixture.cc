@@ -568,4 +568,14 @@ std::string ToHex(const std::string& bytes) {
   return out;
 }
 
+std::string ErrName(int e) {
+  const char* name = strerrorname_np(e);
+  return name != nullptr ? name : "errno" + std::to_string(e);
+}
+
+std::string RetStr(long ret) {
+  int e = errno;
+  return ret >= 0 ? std::to_string(ret) : ErrName(e);
+}
+
 }  // namespace tempfs::testing

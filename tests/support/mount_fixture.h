@@ -138,6 +138,13 @@ bool ReadWholeFile(const std::string& path, std::string* out);
 // Lower-case hex of raw bytes, for messages.
 std::string ToHex(const std::string& bytes);
 
+// The errno's name ("ENOENT"), for messages and comparisons.
+std::string ErrName(int e);
+
+// Exact return value, or the errno name. Reads errno first thing, before
+// anything else can clobber it.
+std::string RetStr(long ret);
+
 }  // namespace tempfs::testing
 
 #endif  // TEMPFS_TESTS_SUPPORT_MOUNT_FIXTURE_H_
