@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "daemon/daemon.h"
+#include "parse.h"
 #ifdef TEMPFS_WITH_CSI
 #include "csi/csi_main.h"
 #endif
@@ -49,6 +50,7 @@ int main(int argc, char** argv) {
   mount->add_option("--secret-file", mc.secret_file, "cluster mode: file with the cluster secret (mode 600)");
   mount->add_option("--peer-timeout", mc.peer_timeout, "cluster mode: seconds a silent peer gets before reads fail with EIO")
       ->capture_default_str();
+  mount->add_option("--metrics", mc.metrics, "serve Prometheus metrics on HOST:PORT (GET /metrics); off by default");
   mount->add_option("--cache-timeout", mc.cache_timeout, "cluster mode: seconds the kernel caches names and attributes")
       ->capture_default_str();
 
@@ -64,18 +66,7 @@ int main(int argc, char** argv) {
   tempfs::AddCsiOptions(*csi, csi_config);
 #endif
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForVersion& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    fprintf(stderr, "tempfs: %s (see tempfs --help)\n", e.what());
-    return 2;
-  }
+  if (auto rc = tempfs::ParseArgs(app, argc, argv, "tempfs")) return *rc;
   if (mount->parsed()) {
     mc.fuse_options = SplitOptions(raw_opts);
     mc.passthrough = !no_passthrough;

@@ -53,6 +53,13 @@ Status PeerClient::Fetch(uint32_t owner, Ino ino, uint64_t version, uint64_t off
                          const Sink& sink) {
   auto addr = registry_.Address(owner);
   if (!addr.ok()) return addr.status();
+  struct Timer {
+    Histogram* h;
+    std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+    ~Timer() {
+      if (h != nullptr) h->Observe(std::chrono::steady_clock::now() - t0);
+    }
+  } timer{fetch_latency_};
   // A pooled connection may have been closed by the peer meanwhile: a request
   // that fails before any byte arrived is tried once more on a new one.
   for (int attempt = 0;; attempt++) {
@@ -60,26 +67,16 @@ Status PeerClient::Fetch(uint32_t owner, Ino ino, uint64_t version, uint64_t off
     if (!c.ok()) return c.status();
     Conn& conn = **c;
     PeerRequest r;
-    r.node = registry_.self();
     r.ino = ino;
     r.version = version;
     r.offset = offset;
     r.length = length;
-    r.seq = ++conn.seq;
-    std::string body = EncodeRequestBody(r);
-    Mac mac = ComputeMac(secret_, conn.nonce, body);
-    body.append(reinterpret_cast<const char*>(mac.data()), mac.size());
-    Status st = WriteFull(conn.fd, body.data(), body.size());
-    char head[kResponseSize];
-    if (st.ok()) st = ReadFull(conn.fd, head, sizeof head);
-    if (!st.ok()) {
+    auto head = Send(conn, r);
+    if (!head.ok()) {
       if (attempt == 0) continue;
-      return st;
+      return head.status();
     }
-    Decoder d(std::string_view(head, sizeof head));
-    uint32_t status = d.U32();
-    d.U32();
-    uint64_t len = d.U64();
+    auto [status, len] = *head;
     if (status != 0) {
       Put(*addr, std::move(*c));
       return Status::Err(static_cast<int>(status), "node " + registry_.Name(owner) + " refused");
@@ -100,10 +97,66 @@ Status PeerClient::Fetch(uint32_t owner, Ino ino, uint64_t version, uint64_t off
       Status s = sink(buf.data(), static_cast<size_t>(n));
       if (!s.ok()) return s;
       got += n;
+      std::lock_guard lock(mu_);
+      fetched_[owner] += n;
     }
     Put(*addr, std::move(*c));
     return Status::Ok();
   }
+}
+
+Result<std::pair<uint32_t, uint64_t>> PeerClient::Send(Conn& conn, PeerRequest r) {
+  r.node = registry_.self();
+  r.seq = ++conn.seq;
+  std::string body = EncodeRequestBody(r);
+  Mac mac = ComputeMac(secret_, conn.nonce, body);
+  body.append(reinterpret_cast<const char*>(mac.data()), mac.size());
+  Status st = WriteFull(conn.fd, body.data(), body.size());
+  char head[kResponseSize];
+  if (st.ok()) st = ReadFull(conn.fd, head, sizeof head);
+  if (!st.ok()) return st;
+  Decoder d(std::string_view(head, sizeof head));
+  uint32_t status = d.U32();
+  d.U32();
+  return std::make_pair(status, d.U64());
+}
+
+Status PeerClient::Adopt(uint32_t node, Ino ino, uint64_t version) {
+  auto addr = registry_.Address(node);
+  if (!addr.ok()) return addr.status();
+  for (int attempt = 0;; attempt++) {
+    auto c = Get(*addr);
+    if (!c.ok()) return c.status();
+    PeerRequest r;
+    r.op = PeerRequest::Op::kAdopt;
+    r.ino = ino;
+    r.version = version;
+    auto head = Send(**c, r);
+    if (!head.ok()) {
+      if (attempt == 0) continue;  // a pooled connection the peer closed
+      return head.status();
+    }
+    Put(*addr, std::move(*c));
+    if (head->first != 0) {
+      return Status::Err(static_cast<int>(head->first), "node " + registry_.Name(node) + " refused to take it over");
+    }
+    return Status::Ok();
+  }
+}
+
+Result<std::vector<uint32_t>> PeerClient::LiveNodes() {
+  auto members = registry_.Members();
+  if (!members.ok()) return members.status();
+  std::vector<uint32_t> out;
+  for (auto& m : *members) {
+    if (m.heartbeat_age_ms >= 0) out.push_back(m.num);
+  }
+  return out;
+}
+
+std::map<uint32_t, uint64_t> PeerClient::BytesFetched() {
+  std::lock_guard lock(mu_);
+  return fetched_;
 }
 
 }  // namespace tempfs

@@ -106,6 +106,14 @@ void PeerServer::Serve(int fd) {
       return;
     }
     last_seq = r.seq;
+    if (r.op == PeerRequest::Op::kAdopt) {
+      Status st = vfs_.Adopt(r.ino, r.version, r.node);
+      TLOG_INFO("peer %s (node %u): take over inode %llu version %llu: %s", who.c_str(), r.node,
+                static_cast<unsigned long long>(r.ino), static_cast<unsigned long long>(r.version),
+                st.ok() ? "accepted" : st.ToString().c_str());
+      if (!SendResponse(fd, static_cast<uint32_t>(st.err()), 0).ok()) return;
+      continue;
+    }
     auto file = vfs_.OpenForPeer(r.ino, r.version);
     if (!file.ok()) {
       TLOG_INFO("peer %s (node %u): inode %llu version %llu: %s", who.c_str(), r.node,
@@ -128,10 +136,17 @@ void PeerServer::Serve(int fd) {
       }
       len -= n;
       bytes_served += n;
+      std::lock_guard lock(mu_);
+      served_[r.node] += n;
     }
     close(data_fd);
     if (!ok) return;
   }
+}
+
+std::map<uint32_t, uint64_t> PeerServer::BytesServed() {
+  std::lock_guard lock(mu_);
+  return served_;
 }
 
 }  // namespace tempfs

@@ -7,6 +7,8 @@
 #pragma once
 
 #include <atomic>
+#include <map>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -25,6 +27,8 @@ class PeerServer {
   void Stop();
   std::atomic<uint64_t> bytes_served{0};
   std::atomic<uint64_t> rejected{0};
+  // Bytes served to each node since the start.
+  std::map<uint32_t, uint64_t> BytesServed();
 
  private:
   void AcceptLoop();
@@ -37,6 +41,8 @@ class PeerServer {
   int stop_pipe_[2] = {-1, -1};
   std::thread accept_;
   std::atomic<int> active_{0};
+  std::mutex mu_;
+  std::map<uint32_t, uint64_t> served_;  // guarded by mu_
 };
 
 }  // namespace tempfs

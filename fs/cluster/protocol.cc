@@ -6,7 +6,7 @@ namespace tempfs {
 
 std::string EncodeRequestBody(const PeerRequest& r) {
   Encoder e;
-  e.U32(kRequestMagic);
+  e.U32(r.op == PeerRequest::Op::kAdopt ? kAdoptMagic : kRequestMagic);
   e.U32(r.node);
   e.U64(r.ino);
   e.U64(r.version);
@@ -18,7 +18,9 @@ std::string EncodeRequestBody(const PeerRequest& r) {
 
 bool DecodeRequestBody(const std::string& body, PeerRequest* r) {
   Decoder d(body);
-  if (d.U32() != kRequestMagic) return false;
+  uint32_t magic = d.U32();
+  if (magic != kRequestMagic && magic != kAdoptMagic) return false;
+  r->op = magic == kAdoptMagic ? PeerRequest::Op::kAdopt : PeerRequest::Op::kRead;
   r->node = d.U32();
   r->ino = d.U64();
   r->version = d.U64();

@@ -1,5 +1,8 @@
 #include "cluster/registry.h"
 
+#include <algorithm>
+#include <cstdlib>
+
 #include "common/log.h"
 
 namespace tempfs {
@@ -93,6 +96,30 @@ std::string NodeRegistry::Name(uint32_t node) {
   std::lock_guard lock(mu_);
   names_[node] = r->str;
   return r->str;
+}
+
+Result<std::vector<NodeRegistry::Member>> NodeRegistry::Members() {
+  auto names = redis_.Command({"HGETALL", "tfs:node:name"});
+  if (!names.ok()) return names.status();
+  std::vector<Member> out;
+  for (size_t i = 0; i + 1 < names->elements.size(); i += 2) {
+    Member m;
+    m.num = static_cast<uint32_t>(strtoul(names->elements[i].str.c_str(), nullptr, 10));
+    m.name = names->elements[i + 1].str;
+    // The heartbeat key is set with the full TTL at every beat, so its age
+    // is what the TTL lost since.
+    auto addr = redis_.Command({"GET", "tfs:node:hb:" + std::to_string(m.num)});
+    auto left = redis_.Command({"PTTL", "tfs:node:hb:" + std::to_string(m.num)});
+    if (!addr.ok()) return addr.status();
+    if (!left.ok()) return left.status();
+    if (!addr->nil() && left->integer >= 0) {
+      m.address = addr->str;
+      m.heartbeat_age_ms = std::max<int64_t>(0, ttl_.count() - left->integer);
+    }
+    out.push_back(std::move(m));
+  }
+  std::sort(out.begin(), out.end(), [](const Member& a, const Member& b) { return a.num < b.num; });
+  return out;
 }
 
 }  // namespace tempfs

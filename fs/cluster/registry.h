@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "cluster/net.h"
 #include "meta/redis_client.h"
@@ -34,6 +35,16 @@ class NodeRegistry {
   // The address of a live node; EHOSTUNREACH if it has no heartbeat.
   Result<HostPort> Address(uint32_t node);
   std::string Name(uint32_t node);
+
+  struct Member {
+    uint32_t num = 0;
+    std::string name;
+    std::string address;           // "" without a heartbeat
+    int64_t heartbeat_age_ms = -1;  // since the last heartbeat; -1: none (gone)
+  };
+  // Every node that ever joined, by number.
+  Result<std::vector<Member>> Members();
+  std::chrono::milliseconds ttl() const { return ttl_; }
 
  private:
   void Beat();

@@ -114,6 +114,7 @@ struct MetricsRegistry::Series {
   std::unique_ptr<Counter> counter;
   std::unique_ptr<Gauge> gauge;
   std::function<double()> read;
+  std::function<uint64_t()> read_count;
   std::unique_ptr<Histogram> histogram;
 };
 
@@ -157,8 +158,17 @@ MetricsRegistry::Series& MetricsRegistry::GetSeries(const std::string& name, con
 Counter& MetricsRegistry::AddCounter(const std::string& name, const std::string& help, const MetricLabels& labels) {
   std::lock_guard lock(mu_);
   Series& s = GetSeries(name, help, kCounter, labels);
+  if (s.read_count) throw std::invalid_argument("counter " + name + " already has a callback for these labels");
   if (!s.counter) s.counter = std::make_unique<Counter>();
   return *s.counter;
+}
+
+void MetricsRegistry::AddCounterCallback(const std::string& name, const std::string& help, const MetricLabels& labels,
+                                         std::function<uint64_t()> read) {
+  std::lock_guard lock(mu_);
+  Series& s = GetSeries(name, help, kCounter, labels);
+  if (s.counter) throw std::invalid_argument("counter " + name + " is already kept by the registry for these labels");
+  s.read_count = std::move(read);
 }
 
 Gauge& MetricsRegistry::AddGauge(const std::string& name, const std::string& help, const MetricLabels& labels) {
@@ -194,7 +204,8 @@ std::string MetricsRegistry::RenderPrometheus() const {
     out += "# TYPE " + f->name + " " + kTypeNames[f->type] + "\n";
     for (const auto& s : f->series) {
       if (f->type == kCounter) {
-        out += f->name + LabelText(s->labels) + " " + std::to_string(s->counter->value()) + "\n";
+        uint64_t v = s->read_count ? s->read_count() : s->counter ? s->counter->value() : 0;
+        out += f->name + LabelText(s->labels) + " " + std::to_string(v) + "\n";
       } else if (f->type == kGauge) {
         double v = s->read ? s->read() : s->gauge ? s->gauge->value() : 0;
         out += f->name + LabelText(s->labels) + " " + FormatDouble(v) + "\n";

@@ -85,6 +85,10 @@ class MetricsRegistry {
   MetricsRegistry& operator=(const MetricsRegistry&) = delete;
 
   Counter& AddCounter(const std::string& name, const std::string& help, const MetricLabels& labels = {});
+  // A counter kept elsewhere (e.g. an existing atomic): `read` is called at
+  // every render and must never go down.
+  void AddCounterCallback(const std::string& name, const std::string& help, const MetricLabels& labels,
+                          std::function<uint64_t()> read);
   Gauge& AddGauge(const std::string& name, const std::string& help, const MetricLabels& labels = {});
   // `read` is called at every render; a second call with the same name and
   // labels replaces the callback.

@@ -135,35 +135,41 @@ Status VolumeStore::Delete(const VolumeKey& key) {
   return RemoveTree(StateDir(key));
 }
 
-void VolumeStore::CollectIfExpired(const VolumeKey& key, int64_t now_unix) {
+bool VolumeStore::CollectIfExpired(const VolumeKey& key, int64_t now_unix) {
   const std::string state = StateDir(key);
   auto expires = ReadSmallFile(state + "/expires");
-  if (!expires.ok()) return;
-  if (strtoll(expires->c_str(), nullptr, 10) > now_unix) return;
+  if (!expires.ok()) return false;
+  if (strtoll(expires->c_str(), nullptr, 10) > now_unix) return false;
   auto pubs = ListDir(state + "/pubs");
-  if (pubs.ok() && !pubs->empty()) return;
+  if (pubs.ok() && !pubs->empty()) return false;
   TLOG_INFO("csi: volume %s: kept time is up, deleting its data", key.RelPath().c_str());
   Status st = Delete(key);
   if (!st.ok()) TLOG_WARN("csi: deleting expired volume %s: %s", key.RelPath().c_str(), st.ToString().c_str());
+  return st.ok();
 }
 
-void VolumeStore::CollectExpired(int64_t now_unix) {
+std::vector<std::string> VolumeStore::CollectExpired(int64_t now_unix) {
+  std::vector<std::string> deleted;
+  auto collect = [&](const VolumeKey& key) {
+    if (CollectIfExpired(key, now_unix)) deleted.push_back(key.RelPath());
+  };
   const std::string root = mnt_ + "/" + kStateDir;
   auto namespaces = ListDir(root);
-  if (!namespaces.ok()) return;
+  if (!namespaces.ok()) return deleted;
   for (const std::string& ns : *namespaces) {
     auto names = ListDir(root + "/" + ns);
     if (!names.ok()) continue;
     for (const std::string& name : *names) {
       if (name != kById) {
-        CollectIfExpired(VolumeKey{ns, name, false}, now_unix);
+        collect(VolumeKey{ns, name, false});
         continue;
       }
       auto ids = ListDir(root + "/" + ns + "/" + kById);
       if (!ids.ok()) continue;
-      for (const std::string& id : *ids) CollectIfExpired(VolumeKey{ns, id, true}, now_unix);
+      for (const std::string& id : *ids) collect(VolumeKey{ns, id, true});
     }
   }
+  return deleted;
 }
 
 }  // namespace tempfs::csi

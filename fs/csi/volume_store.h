@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "csi/names.h"
@@ -79,14 +80,15 @@ class VolumeStore {
   uint64_t Capacity(const VolumeKey& key) const;
 
   // Deletes the volumes kept for a while whose time is up and that no
-  // publication uses. Errors are logged; the next round tries again.
-  void CollectExpired(int64_t now_unix);
+  // publication uses; returns their <rel> paths. Errors are logged; the
+  // next round tries again.
+  std::vector<std::string> CollectExpired(int64_t now_unix);
 
  private:
   std::string StateDir(const VolumeKey& key) const;
   std::string MarkerPath(const VolumeKey& key, const std::string& target) const;
   Status Delete(const VolumeKey& key);
-  void CollectIfExpired(const VolumeKey& key, int64_t now_unix);
+  bool CollectIfExpired(const VolumeKey& key, int64_t now_unix);
 
   std::string mnt_;
   std::string node_id_;

@@ -21,6 +21,9 @@
 #include "cluster/peer_server.h"
 #include "cluster/registry.h"
 #include "common/log.h"
+#include "common/metrics.h"
+#include "daemon/control.h"
+#include "daemon/metrics_server.h"
 #include "daemon/mount_table.h"
 #include "fuse/fuse_adapter.h"
 #include "meta/meta_engine.h"
@@ -89,6 +92,49 @@ Status Precheck(const std::string& store, const std::string& mnt) {
   return Status::Ok();
 }
 
+// --metrics HOST:PORT; port 0 asks for a free one (status tells which).
+Result<HostPort> ParseMetricsAddress(const std::string& s) {
+  bool any_port = s.size() > 2 && s.compare(s.size() - 2, 2, ":0") == 0;
+  auto hp = HostPort::Parse(any_port ? s.substr(0, s.size() - 1) + "1" : s);
+  if (!hp.ok()) return Status::Err(EINVAL, "bad address '" + s + "' (HOST:PORT)");
+  if (any_port) hp->port = 0;
+  return hp;
+}
+
+// The node's counters as Prometheus metrics (the FUSE and peer latency
+// histograms are registered where they are observed).
+void RegisterNodeMetrics(MetricsRegistry& m, Vfs& vfs, PeerServer* server, const std::string& node) {
+  const VfsCounters& k = vfs.counters();
+  auto counter = [&](const char* name, const char* help, const std::atomic<uint64_t>& v) {
+    m.AddCounterCallback(name, help, {}, [&v] { return v.load(); });
+  };
+  counter("tempfs_local_opens_total", "Opens served from data on this node", k.local_opens);
+  counter("tempfs_remote_fetches_total", "Copies of other nodes' files started", k.remote_fetches);
+  counter("tempfs_fetched_bytes_total", "Bytes copied from other nodes", k.bytes_fetched);
+  counter("tempfs_fetch_failures_total", "Copies that failed (peer gone, timeout, checksum)", k.fetch_failures);
+  counter("tempfs_checksum_failures_total", "Copies whose checksum did not match", k.checksum_failures);
+  counter("tempfs_versions_committed_total", "New file versions published by this node", k.versions_committed);
+  counter("tempfs_write_conflicts_total", "Closes refused because another node wrote first", k.write_conflicts);
+  counter("tempfs_evictions_total", "Cached copies dropped", k.evictions);
+  if (server != nullptr) {
+    m.AddCounterCallback("tempfs_peer_served_bytes_total", "Bytes served to other nodes", {},
+                         [server] { return server->bytes_served.load(); });
+    m.AddCounterCallback("tempfs_peer_rejected_requests_total", "Peer requests refused for bad authentication", {},
+                         [server] { return server->rejected.load(); });
+  }
+  auto store_bytes = [&vfs](bool free) {
+    auto sv = vfs.store().StatFs();
+    if (!sv.ok()) return 0.0;
+    return static_cast<double>(free ? sv->f_bavail : sv->f_blocks) * sv->f_frsize;
+  };
+  m.AddGaugeCallback("tempfs_store_bytes", "Size of the store's file system", {{"kind", "total"}},
+                     [store_bytes] { return store_bytes(false); });
+  m.AddGaugeCallback("tempfs_store_bytes", "Size of the store's file system", {{"kind", "free"}},
+                     [store_bytes] { return store_bytes(true); });
+  m.AddGaugeCallback("tempfs_info", "The node's version and id", {{"version", TEMPFS_VERSION}, {"node", node}},
+                     [] { return 1.0; });
+}
+
 // The serving half: runs in the daemon. `report` gets one line, "OK" once
 // the mount serves, or the reason it could not.
 int Serve(const MountConfig& c, const std::function<void(const std::string&)>& report) {
@@ -107,6 +153,9 @@ int Serve(const MountConfig& c, const std::function<void(const std::string&)>& r
     report("metadata: " + meta.status().ToString());
     return 1;
   }
+  // Declared before everything that keeps a metric of it.
+  std::unique_ptr<MetricsRegistry> metrics;
+  if (!c.metrics.empty()) metrics = std::make_unique<MetricsRegistry>();
   VfsOptions vo;
   std::chrono::milliseconds peer_timeout(static_cast<long>(c.peer_timeout * 1000));
   std::unique_ptr<RedisClient> cluster_redis;
@@ -126,6 +175,10 @@ int Serve(const MountConfig& c, const std::function<void(const std::string&)>& r
       return 1;
     }
     peers = std::make_unique<PeerClient>(*registry, secret, peer_timeout);
+    if (metrics) {
+      peers->set_fetch_latency(&metrics->AddHistogram("tempfs_peer_fetch_seconds",
+                                                      "Duration of range requests to other nodes (up to 4 MiB each)"));
+    }
     vo.cluster.self = *num;
     vo.cluster.transport = peers.get();
     TLOG_INFO("joined the cluster as node %s (#%u), advertised at %s", c.node_id.c_str(), *num,
@@ -181,8 +234,50 @@ int Serve(const MountConfig& c, const std::function<void(const std::string&)>& r
     // only briefly (opens always check versions).
     fo.entry_timeout = fo.attr_timeout = fo.negative_timeout = c.cache_timeout;
   }
-  fo.on_ready = [&](const std::string& mode) { report("OK"); };
+  std::mutex mode_mu;
+  std::string data_path = "starting";
+  fo.metrics = metrics.get();
+  fo.on_ready = [&](const std::string& mode) {
+    {
+      std::lock_guard lock(mode_mu);
+      data_path = mode;
+    }
+    report("OK");
+  };
   FuseAdapter adapter(vfs, fo);
+
+  ControlContext cc;
+  cc.vfs = &vfs;
+  cc.node_id = Clustered(c) ? c.node_id : "";
+  cc.store = c.store;
+  cc.mountpoint = c.mountpoint;
+  cc.meta = c.meta_uri.empty() ? "embedded" : c.meta_uri;
+  cc.data_path = [&] {
+    std::lock_guard lock(mode_mu);
+    return data_path;
+  };
+  cc.registry = registry.get();
+  cc.peer_client = peers.get();
+  cc.peer_server = server.get();
+  cc.redis = cluster_redis.get();
+  ControlServer control(cc);
+  if (Status cs = control.Start(); !cs.ok()) {
+    report("control socket: " + cs.ToString());
+    return 1;
+  }
+  std::unique_ptr<MetricsServer> metrics_server;
+  if (metrics) {
+    RegisterNodeMetrics(*metrics, vfs, server.get(), Clustered(c) ? c.node_id : "");
+    metrics_server = std::make_unique<MetricsServer>([&] { return metrics->RenderPrometheus(); });
+    HostPort where = *ParseMetricsAddress(c.metrics);
+    if (Status ms = metrics_server->Start(where); !ms.ok()) {
+      report("metrics on " + c.metrics + ": " + ms.ToString());
+      return 1;
+    }
+    where.port = metrics_server->port();  // port 0 picks a free one
+    control.set_metrics_address(where.ToString());
+    TLOG_INFO("serving metrics on http://%s/metrics", where.ToString().c_str());
+  }
 
   std::string opts = "allow_other,default_permissions,fsname=tempfs:" + c.store + ",subtype=tempfs";
   for (auto& o : c.fuse_options) opts += "," + o;
@@ -236,6 +331,9 @@ int RunMount(const MountConfig& config) {
   fuse_set_log_func(LibfuseLog);
   Status st = CheckClusterOptions(c);
   if (!st.ok()) return Fail(st.message().empty() ? st.ToString() : st.message());
+  if (!c.metrics.empty()) {
+    if (auto m = ParseMetricsAddress(c.metrics); !m.ok()) return Fail("--metrics: " + m.status().message());
+  }
   st = Precheck(c.store, c.mountpoint);
   if (!st.ok()) return Fail(st.ToString());
   if (c.log_file.empty() && !c.foreground) c.log_file = c.store + "/tempfs.log";

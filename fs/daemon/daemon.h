@@ -25,6 +25,8 @@ struct MountConfig {
   std::string secret_file;
   double peer_timeout = 5;   // seconds without progress before a fetch fails
   double cache_timeout = 1;  // seconds the kernel may trust names and attributes
+  // HOST:PORT to serve Prometheus metrics on (GET /metrics); "" = off.
+  std::string metrics;
 };
 
 // Returns the process exit code. In the background mode it returns once the

@@ -57,10 +57,10 @@ std::string LexicalAbsolute(const std::string& path) {
   return out.empty() ? "/" : out;
 }
 
-std::optional<MountEntry> FindMount(const std::string& abs_path) {
+std::vector<MountEntry> AllMounts() {
   std::ifstream in("/proc/self/mountinfo");
   std::string line;
-  std::optional<MountEntry> found;
+  std::vector<MountEntry> out;
   while (std::getline(in, line)) {
     std::istringstream ls(line);
     std::vector<std::string> f;
@@ -70,8 +70,15 @@ std::optional<MountEntry> FindMount(const std::string& abs_path) {
     size_t sep = 6;
     while (sep < f.size() && f[sep] != "-") sep++;
     if (sep + 2 >= f.size()) continue;
-    if (Unescape(f[4]) != abs_path) continue;
-    found = MountEntry{Unescape(f[4]), f[sep + 1], Unescape(f[sep + 2])};
+    out.push_back(MountEntry{Unescape(f[4]), f[sep + 1], Unescape(f[sep + 2]), Unescape(f[3])});
+  }
+  return out;
+}
+
+std::optional<MountEntry> FindMount(const std::string& abs_path) {
+  std::optional<MountEntry> found;
+  for (auto& m : AllMounts()) {
+    if (m.mountpoint == abs_path) found = m;
   }
   return found;
 }

@@ -3,6 +3,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace tempfs {
 
@@ -10,7 +11,11 @@ struct MountEntry {
   std::string mountpoint;
   std::string fstype;  // "fuse.tempfs" for ours
   std::string source;  // "tempfs:<store>" for ours
+  std::string root;    // the mounted directory inside the filesystem ("/" unless a bind mount of a part)
 };
+
+// Every mount this process sees, in mount order.
+std::vector<MountEntry> AllMounts();
 
 // Absolute, with "." and ".." resolved by text only: a dead FUSE mount
 // cannot be stat()ed, so realpath() would fail on it.

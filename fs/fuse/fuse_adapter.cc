@@ -5,7 +5,10 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
+#include <iterator>
+#include <string_view>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -579,48 +582,83 @@ void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_in
   else fuse_reply_lseek(req, r);
 }
 
+// Operation names, as the latency metric labels them.
+constexpr const char* kOpNames[] = {
+    "lookup", "forget", "forget_multi", "getattr", "setattr", "readlink", "mknod", "mkdir",
+    "symlink", "link", "unlink", "rmdir", "rename", "create", "open", "read", "write_buf", "flush",
+    "release", "fsync", "opendir", "readdir", "readdirplus", "releasedir", "fsyncdir", "statfs",
+    "setxattr", "getxattr", "listxattr", "removexattr", "fallocate", "lseek"};
+
+constexpr size_t OpIndex(std::string_view name) {
+  for (size_t i = 0; i < std::size(kOpNames); i++) {
+    if (name == kOpNames[i]) return i;
+  }
+  throw "unknown operation";  // a compile-time error where used in a constant expression
+}
+
+// Runs an operation, timing it when metrics are on. The adapter is taken
+// before the call: the reply frees the request.
+template <size_t Op, auto Fn, typename F = decltype(Fn)>
+struct Timed;
+template <size_t Op, auto Fn, typename... Args>
+struct Timed<Op, Fn, void (*)(fuse_req_t, Args...)> {
+  static void Call(fuse_req_t req, Args... args) {
+    Histogram* h = A(req).op_latency(Op);
+    if (h == nullptr) return Fn(req, args...);
+    auto t0 = std::chrono::steady_clock::now();
+    Fn(req, args...);
+    h->Observe(std::chrono::steady_clock::now() - t0);
+  }
+};
+
 fuse_lowlevel_ops MakeOps() {
   fuse_lowlevel_ops ops;
   std::memset(&ops, 0, sizeof ops);
   ops.init = OpInit;
-  ops.lookup = OpLookup;
-  ops.forget = OpForget;
-  ops.forget_multi = OpForgetMulti;
-  ops.getattr = OpGetattr;
-  ops.setattr = OpSetattr;
-  ops.readlink = OpReadlink;
-  ops.mknod = OpMknod;
-  ops.mkdir = OpMkdir;
-  ops.symlink = OpSymlink;
-  ops.link = OpLink;
-  ops.unlink = OpUnlink;
-  ops.rmdir = OpRmdir;
-  ops.rename = OpRename;
-  ops.create = OpCreate;
-  ops.open = OpOpen;
-  ops.read = OpRead;
-  ops.write_buf = OpWriteBuf;
-  ops.flush = OpFlush;
-  ops.release = OpRelease;
-  ops.fsync = OpFsync;
-  ops.opendir = OpOpendir;
-  ops.readdir = OpReaddir;
-  ops.readdirplus = OpReaddirplus;
-  ops.releasedir = OpReleasedir;
-  ops.fsyncdir = OpFsyncdir;
-  ops.statfs = OpStatfs;
-  ops.setxattr = OpSetxattr;
-  ops.getxattr = OpGetxattr;
-  ops.listxattr = OpListxattr;
-  ops.removexattr = OpRemovexattr;
-  ops.fallocate = OpFallocate;
-  ops.lseek = OpLseek;
+  ops.lookup = Timed<OpIndex("lookup"), OpLookup>::Call;
+  ops.forget = Timed<OpIndex("forget"), OpForget>::Call;
+  ops.forget_multi = Timed<OpIndex("forget_multi"), OpForgetMulti>::Call;
+  ops.getattr = Timed<OpIndex("getattr"), OpGetattr>::Call;
+  ops.setattr = Timed<OpIndex("setattr"), OpSetattr>::Call;
+  ops.readlink = Timed<OpIndex("readlink"), OpReadlink>::Call;
+  ops.mknod = Timed<OpIndex("mknod"), OpMknod>::Call;
+  ops.mkdir = Timed<OpIndex("mkdir"), OpMkdir>::Call;
+  ops.symlink = Timed<OpIndex("symlink"), OpSymlink>::Call;
+  ops.link = Timed<OpIndex("link"), OpLink>::Call;
+  ops.unlink = Timed<OpIndex("unlink"), OpUnlink>::Call;
+  ops.rmdir = Timed<OpIndex("rmdir"), OpRmdir>::Call;
+  ops.rename = Timed<OpIndex("rename"), OpRename>::Call;
+  ops.create = Timed<OpIndex("create"), OpCreate>::Call;
+  ops.open = Timed<OpIndex("open"), OpOpen>::Call;
+  ops.read = Timed<OpIndex("read"), OpRead>::Call;
+  ops.write_buf = Timed<OpIndex("write_buf"), OpWriteBuf>::Call;
+  ops.flush = Timed<OpIndex("flush"), OpFlush>::Call;
+  ops.release = Timed<OpIndex("release"), OpRelease>::Call;
+  ops.fsync = Timed<OpIndex("fsync"), OpFsync>::Call;
+  ops.opendir = Timed<OpIndex("opendir"), OpOpendir>::Call;
+  ops.readdir = Timed<OpIndex("readdir"), OpReaddir>::Call;
+  ops.readdirplus = Timed<OpIndex("readdirplus"), OpReaddirplus>::Call;
+  ops.releasedir = Timed<OpIndex("releasedir"), OpReleasedir>::Call;
+  ops.fsyncdir = Timed<OpIndex("fsyncdir"), OpFsyncdir>::Call;
+  ops.statfs = Timed<OpIndex("statfs"), OpStatfs>::Call;
+  ops.setxattr = Timed<OpIndex("setxattr"), OpSetxattr>::Call;
+  ops.getxattr = Timed<OpIndex("getxattr"), OpGetxattr>::Call;
+  ops.listxattr = Timed<OpIndex("listxattr"), OpListxattr>::Call;
+  ops.removexattr = Timed<OpIndex("removexattr"), OpRemovexattr>::Call;
+  ops.fallocate = Timed<OpIndex("fallocate"), OpFallocate>::Call;
+  ops.lseek = Timed<OpIndex("lseek"), OpLseek>::Call;
   return ops;
 }
 
 }  // namespace
 
-FuseAdapter::FuseAdapter(Vfs& vfs, FuseAdapterOptions options) : vfs_(vfs), options_(std::move(options)) {}
+FuseAdapter::FuseAdapter(Vfs& vfs, FuseAdapterOptions options) : vfs_(vfs), options_(std::move(options)) {
+  if (options_.metrics == nullptr) return;
+  for (const char* name : kOpNames) {
+    op_latency_.push_back(&options_.metrics->AddHistogram(
+        "tempfs_fuse_op_seconds", "Time the daemon took to serve FUSE requests, by operation", {{"op", name}}));
+  }
+}
 
 void FuseAdapter::InvalidateAttributes(Ino ino) {
   // Attributes only (offset < 0): safe from inside a request. Pages go

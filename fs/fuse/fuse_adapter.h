@@ -16,7 +16,9 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
+#include "common/metrics.h"
 #include "vfs/vfs.h"
 
 namespace tempfs {
@@ -30,6 +32,8 @@ struct FuseAdapterOptions {
   bool passthrough = true;
   // Called once the kernel's INIT has been answered.
   std::function<void(const std::string& mode)> on_ready;
+  // When set: a latency histogram per operation (tempfs_fuse_op_seconds).
+  MetricsRegistry* metrics = nullptr;
 };
 
 class FuseAdapter {
@@ -46,12 +50,15 @@ class FuseAdapter {
   // Makes the kernel ask again for `ino`'s attributes (cluster mode: another
   // node changed the file).
   void InvalidateAttributes(Ino ino);
+  // The latency histogram of operation number `op`, or nullptr without metrics.
+  Histogram* op_latency(size_t op) const { return op < op_latency_.size() ? op_latency_[op] : nullptr; }
 
  private:
   Vfs& vfs_;
   FuseAdapterOptions options_;
   bool passthrough_active_ = false;
   fuse_session* session_ = nullptr;
+  std::vector<Histogram*> op_latency_;
 };
 
 // Whether this libfuse was built with passthrough support.

@@ -353,8 +353,14 @@ Result<Attr> TxnMeta::SetAttr(Ino ino, const SetAttrRequest& req) {
     auto n = s.Load(ino);
     if (!n.ok()) return n.status();
     Attr& a = s.Dirty(*n).attr;
-    if ((req.valid & SetAttrRequest::kContent) && a.version != req.base_version) {
+    if ((req.valid & (SetAttrRequest::kContent | SetAttrRequest::kOwner)) && a.version != req.base_version) {
       return Status::Err(ESTALE, "content changed by another writer");
+    }
+    if (req.valid == SetAttrRequest::kOwner) {
+      a.owner = req.owner;
+      s.Flush();
+      out = a;
+      return Status::Ok();
     }
     if (req.valid & SetAttrRequest::kMode) a.mode = (a.mode & S_IFMT) | (req.mode & 07777);
     if (req.valid & SetAttrRequest::kUid) a.uid = req.uid;

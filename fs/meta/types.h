@@ -53,6 +53,10 @@ struct SetAttrRequest {
     // written on a node; refused with ESTALE unless the stored version is
     // still `base_version`.
     kContent = 1 << 7,
+    // Cluster mode: node `owner` takes over the content of `base_version`
+    // (drain); the version stays. ESTALE unless the stored version is still
+    // `base_version`. Changes nothing a user sees (not even ctime).
+    kOwner = 1 << 8,
   };
   uint32_t valid = 0;
   uint32_t mode = 0;

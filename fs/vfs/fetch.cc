@@ -165,7 +165,7 @@ void Fetch::Run() {
   if (st.ok()) st = hash_up_to(size);  // whatever the hasher had not reached
   uint64_t sum = XXH64_digest(h);
   XXH64_freeState(h);
-  if (st.ok() && sum != attr_.checksum) st = Status::Err(EIO, "checksum mismatch");
+  if (st.ok() && sum != attr_.checksum) st = Status::Err(EBADMSG, "checksum mismatch");
   if (st.ok()) st = store_.CommitPart(attr_.ino, attr_.version);
   if (!st.ok()) {
     Status rst = store_.RemovePart(attr_.ino);
@@ -208,6 +208,11 @@ std::chrono::milliseconds Fetch::elapsed() const {
   std::lock_guard lock(mu_);
   auto end = finished_ ? end_ : std::chrono::steady_clock::now();
   return std::chrono::duration_cast<std::chrono::milliseconds>(end - start_);
+}
+
+bool Fetch::finished() const {
+  std::lock_guard lock(mu_);
+  return finished_;
 }
 
 Status Fetch::result() const {

@@ -40,6 +40,8 @@ class Fetch : public std::enable_shared_from_this<Fetch> {
   const Attr& attr() const { return attr_; }
   uint64_t bytes() const;
   std::chrono::milliseconds elapsed() const;
+  bool finished() const;
+  // The copy's outcome; meaningful once finished().
   Status result() const;
 
  private:

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "meta/types.h"
@@ -24,6 +25,12 @@ class PeerTransport {
                        const Sink& sink) = 0;
   // A name for logs.
   virtual std::string NodeName(uint32_t node) = 0;
+  // Drain: asks `node` to take over `ino` at `version`, which this node
+  // owns. Returns once the node accepted; it copies the data in the
+  // background and then records itself as the owner.
+  virtual Status Adopt(uint32_t node, Ino ino, uint64_t version) = 0;
+  // The nodes that have a heartbeat, this one included.
+  virtual Result<std::vector<uint32_t>> LiveNodes() = 0;
 };
 
 }  // namespace tempfs

@@ -6,6 +6,8 @@
 
 #include "common/log.h"
 
+#include <cstdio>
+#include <cstring>
 #include <thread>
 #include <vector>
 
@@ -42,6 +44,7 @@ Vfs::Vfs(std::unique_ptr<MetaEngine> meta, std::unique_ptr<LocalStore> store, Vf
     : meta_(std::move(meta)), store_(std::move(store)), options_(options) {}
 
 Status Vfs::Start() {
+  LoadPins();
   auto orphans = meta_->Orphans();
   if (!orphans.ok()) return orphans.status();
   size_t dropped = 0;
@@ -323,18 +326,17 @@ void Vfs::TouchCached(Ino ino) {
 
 void Vfs::MakeRoom(uint64_t need) {
   constexpr uint64_t kHeadroom = 64ull << 20;
+  std::set<Ino> skipped;
   for (;;) {
     auto sv = store_->StatFs();
     if (!sv.ok() || static_cast<uint64_t>(sv->f_bavail) * sv->f_frsize >= need + kHeadroom) return;
     Ino victim = 0;
     {
       std::lock_guard lock(mu_);
-      for (auto it = lru_.begin(); it != lru_.end(); ++it) {
-        auto r = refs_.find(*it);
-        if (r != refs_.end() && r->second.opens > 0) continue;
-        victim = *it;
-        lru_pos_.erase(victim);
-        lru_.erase(it);
+      for (Ino ino : lru_) {
+        auto r = refs_.find(ino);
+        if ((r != refs_.end() && r->second.opens > 0) || pinned_.count(ino) != 0 || skipped.count(ino) != 0) continue;
+        victim = ino;
         break;
       }
     }
@@ -342,13 +344,26 @@ void Vfs::MakeRoom(uint64_t need) {
     // Only a copy: the owner still has the data. Check, in case this node
     // took the file over since.
     auto a = meta_->GetAttr(victim);
+    std::lock_guard lock(mu_);
+    if (auto it = lru_pos_.find(victim); it != lru_pos_.end()) {
+      lru_.erase(it->second);
+      lru_pos_.erase(it);
+    }
     if (a.ok() && a->owner == options_.cluster.self) continue;
-    Status st = store_->RemoveData(victim);
-    if (st.ok()) {
+    if (RemoveUnusedDataLocked(victim).ok()) {
       counters_.evictions++;
       TLOG_INFO("evicted the cached copy of inode %llu to make room", static_cast<unsigned long long>(victim));
+    } else {
+      skipped.insert(victim);
     }
   }
+}
+
+Status Vfs::RemoveUnusedDataLocked(Ino ino) {
+  auto r = refs_.find(ino);
+  if (r != refs_.end() && r->second.opens > 0) return Status::Err(EBUSY, "the file is open");
+  if (fetches_.count(ino) != 0) return Status::Err(EBUSY, "a copy is arriving");
+  return store_->RemoveData(ino);
 }
 
 Result<std::shared_ptr<Fetch>> Vfs::FetchOf(const Attr& attr) {
@@ -367,12 +382,25 @@ Result<std::shared_ptr<Fetch>> Vfs::FetchOf(const Attr& attr) {
     if (st.ok()) {
       TouchCached(done.attr().ino);
       counters_.bytes_fetched += done.bytes();
+      bool adopt = false;
+      {
+        std::lock_guard l(mu_);
+        auto ad = adopting_.find(done.attr().ino);
+        adopt = ad != adopting_.end() && ad->second == done.attr().version;
+      }
+      if (adopt) {
+        Status ts = TakeOver(done.attr().ino, done.attr().version);
+        TLOG_INFO("took over inode %llu version %llu from node %s: %s",
+                  static_cast<unsigned long long>(done.attr().ino),
+                  static_cast<unsigned long long>(done.attr().version), peer.c_str(), ts.ToString().c_str());
+      }
       TLOG_INFO("fetched inode %llu version %llu (%llu bytes) from node %s in %lld ms",
                 static_cast<unsigned long long>(done.attr().ino), static_cast<unsigned long long>(done.attr().version),
                 static_cast<unsigned long long>(done.bytes()), peer.c_str(),
                 static_cast<long long>(done.elapsed().count()));
     } else {
       counters_.fetch_failures++;
+      if (st.err() == EBADMSG) counters_.checksum_failures++;
       TLOG_ERROR("fetch of inode %llu version %llu from node %s failed: %s",
                  static_cast<unsigned long long>(done.attr().ino), static_cast<unsigned long long>(done.attr().version),
                  peer.c_str(), st.ToString().c_str());
@@ -394,7 +422,7 @@ Vfs::~Vfs() {
   fetches_done_.wait_for(lock, std::chrono::seconds(30), [&] { return fetches_.empty(); });
 }
 
-Result<FileHandle*> Vfs::Open(const Caller& caller, Ino ino, int flags) {
+Result<FileHandle*> Vfs::Open(const Caller& caller, Ino ino, int flags, int attempt) {
   bool writes = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
   Attr attr;
   if ((writes && caller.uid != 0) || clustered()) {
@@ -470,9 +498,18 @@ Result<FileHandle*> Vfs::Open(const Caller& caller, Ino ino, int flags) {
     h->opened_size = st.st_size;
   }
   if (clustered()) h->keep_cache = KernelCacheCurrent(ino, attr.version);
-  std::lock_guard lock(mu_);
-  refs_[ino].opens++;
-  return h.release();
+  {
+    std::lock_guard lock(mu_);
+    // An eviction removes data only of files not open, under mu_: if it got
+    // in before this open counted, the descriptor is of a removed file.
+    if (h->fetch || fstat(h->fd, &st) != 0 || st.st_nlink > 0) {
+      refs_[ino].opens++;
+      return h.release();
+    }
+  }
+  close(h->fd);
+  if (attempt >= 3) return Status::Err(EAGAIN, "local data removed while opening");
+  return Open(caller, ino, flags, attempt + 1);
 }
 
 Status Vfs::WaitReadable(FileHandle* h, uint64_t off, uint64_t size) {
@@ -599,6 +636,254 @@ Result<struct statvfs> Vfs::StatFs() {
   // Inodes are limited by the engine's memory, not the store: report plenty.
   r->f_files = std::max<uint64_t>(r->f_files, used + r->f_ffree);
   return r;
+}
+
+// ---- Admin operations ----
+
+Result<FileLocation> Vfs::Locate(Ino ino) {
+  auto a = meta_->GetAttr(ino);
+  if (!a.ok()) return a.status();
+  FileLocation loc;
+  loc.attr = MergeData(*a, -1);
+  bool remote = clustered() && a->owner != 0 && a->owner != options_.cluster.self;
+  loc.owned_here = !remote;
+  if (S_ISREG(a->mode)) {
+    auto lv = store_->LocalVersion(ino);
+    loc.local_current = !remote || (lv.ok() && *lv == a->version && store_->StatData(ino).ok());
+  }
+  std::lock_guard lock(mu_);
+  loc.pinned = pinned_.count(ino) != 0;
+  if (auto it = fetches_.find(ino); it != fetches_.end()) {
+    loc.fetching = true;
+    loc.fetched_bytes = it->second->bytes();
+  }
+  return loc;
+}
+
+Result<std::shared_ptr<Fetch>> Vfs::Prefetch(Ino ino) {
+  auto a = meta_->GetAttr(ino);
+  if (!a.ok()) return a.status();
+  if (!S_ISREG(a->mode)) return Status::Err(EINVAL, "not a regular file");
+  bool remote = clustered() && a->owner != 0 && a->owner != options_.cluster.self;
+  if (!remote) return std::shared_ptr<Fetch>();
+  auto lv = store_->LocalVersion(ino);
+  if (!lv.ok()) return lv.status();
+  if (*lv == a->version && store_->StatData(ino).ok()) {
+    TouchCached(ino);
+    return std::shared_ptr<Fetch>();
+  }
+  Result<std::shared_ptr<Fetch>> f = Status::Err(EAGAIN);
+  // A previous version's copy may still be finishing: wait for it, bounded.
+  for (int i = 0; i < 100 && !f.ok() && f.err() == EAGAIN; i++) {
+    f = FetchOf(*a);
+    if (!f.ok() && f.err() == EAGAIN) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return f;
+}
+
+Result<uint64_t> Vfs::Evict(Ino ino) {
+  auto a = meta_->GetAttr(ino);
+  if (!a.ok()) return a.status();
+  if (!S_ISREG(a->mode)) return Status::Err(EINVAL, "not a regular file");
+  bool remote = clustered() && a->owner != 0 && a->owner != options_.cluster.self;
+  if (!remote) return Status::Err(EPERM, "this node owns the data (the only copy)");
+  auto st = store_->StatData(ino);
+  if (!st.ok()) return uint64_t{0};
+  std::lock_guard lock(mu_);
+  Status rs = RemoveUnusedDataLocked(ino);
+  if (!rs.ok()) return rs;
+  if (auto it = lru_pos_.find(ino); it != lru_pos_.end()) {
+    lru_.erase(it->second);
+    lru_pos_.erase(it);
+  }
+  counters_.evictions++;
+  return static_cast<uint64_t>(st->st_blocks) * 512;
+}
+
+Status Vfs::Pin(Ino ino, bool pinned) {
+  auto a = meta_->GetAttr(ino);
+  if (!a.ok()) return a.status();
+  if (!S_ISREG(a->mode)) return Status::Err(EINVAL, "not a regular file");
+  {
+    std::lock_guard lock(mu_);
+    if (pinned ? !pinned_.insert(ino).second : pinned_.erase(ino) == 0) return Status::Ok();
+  }
+  SavePins();
+  return Status::Ok();
+}
+
+void Vfs::SavePins() {
+  std::string text;
+  {
+    std::lock_guard lock(mu_);
+    for (Ino ino : pinned_) text += std::to_string(ino) + "\n";
+  }
+  std::string path = store_->root() + "/pins", tmp = path + ".tmp";
+  FILE* f = fopen(tmp.c_str(), "we");
+  bool ok = f != nullptr && fwrite(text.data(), 1, text.size(), f) == text.size();
+  if (f != nullptr && fclose(f) != 0) ok = false;
+  if (!ok || rename(tmp.c_str(), path.c_str()) != 0) TLOG_WARN("cannot save %s: %s", path.c_str(), strerror(errno));
+}
+
+void Vfs::LoadPins() {
+  FILE* f = fopen((store_->root() + "/pins").c_str(), "re");
+  if (f == nullptr) return;
+  unsigned long long ino;
+  std::lock_guard lock(mu_);
+  while (fscanf(f, "%llu", &ino) == 1) pinned_.insert(ino);
+  fclose(f);
+}
+
+Result<StoreUsage> Vfs::Usage() {
+  StoreUsage u;
+  auto sv = store_->StatFs();
+  if (!sv.ok()) return sv.status();
+  u.total_bytes = static_cast<uint64_t>(sv->f_blocks) * sv->f_frsize;
+  u.free_bytes = static_cast<uint64_t>(sv->f_bavail) * sv->f_frsize;
+  auto inos = store_->ListData();
+  if (!inos.ok()) return inos.status();
+  for (Ino ino : *inos) {
+    auto st = store_->StatData(ino);
+    if (!st.ok()) continue;  // removed meanwhile
+    uint64_t bytes = static_cast<uint64_t>(st->st_blocks) * 512;
+    bool own = true;
+    if (clustered()) {
+      auto a = meta_->GetAttr(ino);
+      own = a.ok() && (a->owner == 0 || a->owner == options_.cluster.self);
+    }
+    (own ? u.own_files : u.cached_files)++;
+    (own ? u.own_bytes : u.cached_bytes) += bytes;
+  }
+  std::lock_guard lock(mu_);
+  u.pinned_files = pinned_.size();
+  return u;
+}
+
+Status Vfs::TakeOver(Ino ino, uint64_t version) {
+  SetAttrRequest req;
+  req.valid = SetAttrRequest::kOwner;
+  req.owner = options_.cluster.self;
+  req.base_version = version;
+  auto r = meta_->SetAttr(ino, req);
+  if (!r.ok()) return r.status();
+  std::lock_guard lock(mu_);
+  adopting_.erase(ino);
+  // This node's own data now: never evict it.
+  if (auto it = lru_pos_.find(ino); it != lru_pos_.end()) {
+    lru_.erase(it->second);
+    lru_pos_.erase(it);
+  }
+  return Status::Ok();
+}
+
+Status Vfs::Adopt(Ino ino, uint64_t version, uint32_t from) {
+  if (!clustered()) return Status::Err(EINVAL, "not in cluster mode");
+  auto a = meta_->GetAttr(ino);
+  if (!a.ok()) return a.status();
+  if (!S_ISREG(a->mode) || a->owner != from || a->version != version) {
+    return Status::Err(ESTALE, "the asking node does not own that version");
+  }
+  auto lv = store_->LocalVersion(ino);
+  if (lv.ok() && *lv == version && store_->StatData(ino).ok()) return TakeOver(ino, version);
+  {
+    std::lock_guard lock(mu_);
+    adopting_[ino] = version;
+  }
+  // The copy's end takes it over (see FetchOf); a copy that ended before
+  // adopting_ was set is taken over when the drainer asks again.
+  auto f = Prefetch(ino);
+  if (!f.ok()) {
+    std::lock_guard lock(mu_);
+    adopting_.erase(ino);
+    return f.status();
+  }
+  return Status::Ok();
+}
+
+Status Vfs::Drain(const std::function<bool(const DrainProgress&)>& progress, std::chrono::milliseconds stall_limit) {
+  if (!clustered()) return Status::Err(EINVAL, "not in cluster mode: there is no other node to take the data");
+  auto live = options_.cluster.transport->LiveNodes();
+  if (!live.ok()) return live.status();
+  std::vector<uint32_t> targets;
+  for (uint32_t n : *live) {
+    if (n != options_.cluster.self) targets.push_back(n);
+  }
+  if (targets.empty()) return Status::Err(EHOSTUNREACH, "no other live node to take the data");
+  // What this node owns: its data files whose record names it the owner.
+  struct Item {
+    Attr attr;
+    size_t target = 0;
+    bool asked = false;
+    std::chrono::steady_clock::time_point asked_at;
+  };
+  std::vector<Item> todo;
+  DrainProgress p;
+  auto inos = store_->ListData();
+  if (!inos.ok()) return inos.status();
+  for (Ino ino : *inos) {
+    auto a = meta_->GetAttr(ino);
+    if (!a.ok() || !S_ISREG(a->mode) || a->owner != options_.cluster.self) continue;
+    Item it;
+    it.attr = *a;
+    it.target = todo.size() % targets.size();
+    todo.push_back(it);
+    p.bytes_total += a->size;
+  }
+  p.files_total = todo.size();
+  if (!progress(p)) return Status::Err(ECANCELED, "drain cancelled");
+  constexpr size_t kInFlight = 4;
+  auto last_progress = std::chrono::steady_clock::now(), last_report = last_progress;
+  size_t next = 0;
+  std::vector<Item> flying;
+  while (next < todo.size() || !flying.empty()) {
+    while (flying.size() < kInFlight && next < todo.size()) flying.push_back(todo[next++]);
+    for (auto it = flying.begin(); it != flying.end();) {
+      auto a = meta_->GetAttr(it->attr.ino);
+      bool gone = !a.ok() && a.err() == ENOENT;
+      if (!a.ok() && !gone) return a.status();
+      if (gone || a->owner != options_.cluster.self) {
+        // Taken over (or deleted, or rewritten on another node): done.
+        p.files_done++;
+        p.bytes_done += it->attr.size;
+        last_progress = std::chrono::steady_clock::now();
+        it = flying.erase(it);
+        if (!progress(p)) return Status::Err(ECANCELED, "drain cancelled");
+        continue;
+      }
+      if (a->version != it->attr.version) {
+        p.bytes_total = p.bytes_total - it->attr.size + a->size;
+        it->attr = *a;
+        it->asked = false;  // rewritten here meanwhile: hand over the new version
+      }
+      // Ask, and ask again when the copy seems lost (the node restarted, or
+      // its copy ended before it noted the request).
+      auto now = std::chrono::steady_clock::now();
+      if (!it->asked || now - it->asked_at > std::chrono::seconds(5)) {
+        Status st = options_.cluster.transport->Adopt(targets[it->target], it->attr.ino, it->attr.version);
+        it->asked_at = now;
+        it->asked = st.ok();
+        if (!st.ok()) {
+          TLOG_WARN("drain: node %s cannot take inode %llu: %s",
+                    options_.cluster.transport->NodeName(targets[it->target]).c_str(),
+                    static_cast<unsigned long long>(it->attr.ino), st.ToString().c_str());
+          it->target = (it->target + 1) % targets.size();
+        }
+      }
+      ++it;
+    }
+    if (flying.empty()) continue;
+    // A sign of life for the caller while big files are being copied.
+    if (std::chrono::steady_clock::now() - last_report > std::chrono::seconds(1)) {
+      last_report = std::chrono::steady_clock::now();
+      if (!progress(p)) return Status::Err(ECANCELED, "drain cancelled");
+    }
+    if (std::chrono::steady_clock::now() - last_progress > stall_limit) {
+      return Status::Err(ETIMEDOUT, "drain made no progress for " + std::to_string(stall_limit.count() / 1000) +
+                                        " s (" + std::to_string(p.files_total - p.files_done) + " files left)");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return Status::Ok();
 }
 
 }  // namespace tempfs

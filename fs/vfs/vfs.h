@@ -21,6 +21,8 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <set>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -61,9 +63,33 @@ struct VfsCounters {
   std::atomic<uint64_t> remote_fetches{0};
   std::atomic<uint64_t> bytes_fetched{0};
   std::atomic<uint64_t> fetch_failures{0};
+  std::atomic<uint64_t> checksum_failures{0};  // also counted in fetch_failures
   std::atomic<uint64_t> versions_committed{0};
   std::atomic<uint64_t> write_conflicts{0};
   std::atomic<uint64_t> evictions{0};
+};
+
+// Where one file's data is, as tempfs-admin shows it.
+struct FileLocation {
+  Attr attr;                 // size and times merged from the local data
+  bool owned_here = false;   // this node holds the data (always on a single node)
+  bool local_current = false;  // this node's store holds the current version
+  bool pinned = false;
+  bool fetching = false;     // a copy is arriving now
+  uint64_t fetched_bytes = 0;
+};
+
+// What the store holds: the node's own data and copies of other nodes'.
+struct StoreUsage {
+  uint64_t own_files = 0, own_bytes = 0;
+  uint64_t cached_files = 0, cached_bytes = 0;
+  uint64_t pinned_files = 0;
+  uint64_t total_bytes = 0, free_bytes = 0;  // of the store's filesystem
+};
+
+struct DrainProgress {
+  uint64_t files_total = 0, files_done = 0;
+  uint64_t bytes_total = 0, bytes_done = 0;
 };
 
 // An open regular file.
@@ -127,7 +153,7 @@ class Vfs {
   // In cluster mode, a file whose data is on another node is fetched; the
   // open returns at once for reading (see WaitReadable), after the whole
   // copy for writing.
-  Result<FileHandle*> Open(const Caller& caller, Ino ino, int flags);
+  Result<FileHandle*> Open(const Caller& caller, Ino ino, int flags, int attempt = 0);
   // Waits until bytes [off, off+size) of the handle's file are local.
   Status WaitReadable(FileHandle* h, uint64_t off, uint64_t size);
   // close(2): in cluster mode, a written file becomes a new version owned
@@ -140,6 +166,28 @@ class Vfs {
   // this node owns it. Returns an open descriptor and the size.
   Result<std::pair<int, uint64_t>> OpenForPeer(Ino ino, uint64_t version);
   const VfsCounters& counters() const { return counters_; }
+
+  // Admin operations (tempfs-admin, through the control socket).
+  Result<FileLocation> Locate(Ino ino);
+  // Starts copying the current version of a remote file here. Returns the
+  // running copy, or nullptr when this node already holds it.
+  Result<std::shared_ptr<Fetch>> Prefetch(Ino ino);
+  // Drops this node's copy of another node's file; returns the bytes freed
+  // (0 if there was no copy). EPERM for data this node owns (the only
+  // copy), EBUSY while the file is open or arriving.
+  Result<uint64_t> Evict(Ino ino);
+  // Pinned copies are never evicted to make room. Kept across restarts.
+  Status Pin(Ino ino, bool pinned);
+  Result<StoreUsage> Usage();
+  // Drain, receiving side: takes over `ino` at `version` from node `from`
+  // (copies it, then records this node as the owner). Returns at once;
+  // ESTALE if `from` no longer owns that version.
+  Status Adopt(Ino ino, uint64_t version, uint32_t from);
+  // Drain, giving side: hands every file this node owns to the other live
+  // nodes and waits until each has taken over (or was deleted or rewritten
+  // elsewhere). Fails with ETIMEDOUT after `stall_limit` without progress,
+  // ECANCELED when `progress` returns false.
+  Status Drain(const std::function<bool(const DrainProgress&)>& progress, std::chrono::milliseconds stall_limit);
   bool clustered() const { return options_.cluster.self != 0; }
 
   Result<std::string> GetXattr(Ino ino, std::string_view name);
@@ -178,6 +226,13 @@ class Vfs {
   // Drops cached copies (never this node's own data, never open files)
   // until `need` bytes are free in the store, or nothing is left to drop.
   void MakeRoom(uint64_t need);
+  // Removes the local data of `ino` unless it is open. Requires mu_ held, so
+  // that an Open cannot slip in between the check and the removal.
+  Status RemoveUnusedDataLocked(Ino ino);
+  // Drain: records this node as the owner of `version` of `ino`.
+  Status TakeOver(Ino ino, uint64_t version);
+  void SavePins();
+  void LoadPins();
 
   std::unique_ptr<MetaEngine> meta_;
   std::unique_ptr<LocalStore> store_;
@@ -188,6 +243,8 @@ class Vfs {
   std::unordered_map<Ino, uint64_t> kernel_version_;  // guarded by mu_
   std::list<Ino> lru_;                                 // guarded by mu_
   std::unordered_map<Ino, std::list<Ino>::iterator> lru_pos_;  // guarded by mu_
+  std::set<Ino> pinned_;                                        // guarded by mu_
+  std::unordered_map<Ino, uint64_t> adopting_;                  // guarded by mu_: ino -> version
   std::condition_variable fetches_done_;
   VfsCounters counters_;
 };
