@@ -27,6 +27,10 @@ struct Attr {
   uint64_t version = 0;   // bumped when a file's content changes (cluster mode checks it)
   uint32_t owner = 0;     // cluster mode: number of the node that holds the data (0: none yet)
   uint64_t checksum = 0;  // cluster mode: xxHash64 of the content of `version`
+  // The quota root (a directory with a capacity) whose usage this inode counts
+  // in; 0: none. A root carries its own number, so children simply inherit
+  // their parent's project.
+  Ino project = 0;
   uint64_t blocks = 0;    // 512-byte blocks used; filled from the data, not stored
 };
 
@@ -53,6 +57,8 @@ struct SetAttrRequest {
     // written on a node; refused with ESTALE unless the stored version is
     // still `base_version`.
     kContent = 1 << 7,
+    // The inode's project (tagging a new quota root's subtree); leaves ctime.
+    kProject = 1 << 8,
   };
   uint32_t valid = 0;
   uint32_t mode = 0;
@@ -65,6 +71,7 @@ struct SetAttrRequest {
   uint32_t owner = 0;
   uint64_t checksum = 0;
   uint64_t base_version = 0;
+  Ino project = 0;
 };
 
 struct DirEntry {
