@@ -12,6 +12,7 @@
 //
 // Thread safety: all methods may be called concurrently. Lock order: the
 // inode table lock (mu_) is never held while calling the engine or the store.
+// A Project's lock (quota.h) is taken before mu_; quota_mu_ is held alone.
 #pragma once
 
 #include <sys/statvfs.h>
