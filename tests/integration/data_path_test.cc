@@ -87,6 +87,21 @@ TEST(DataPathTest, CappedFilesGoThroughTheDaemonOthersKeepPassthrough) {
   ASSERT_EQ(setxattr(vol.c_str(), "trusted.tempfs.capacity", cap.data(), cap.size(), 0), 0) << strerror(errno);
   const std::string data = Pattern(5, 8 << 20);
   EXPECT_EQ(WriteAndReadBack(vol + "/f", data), data);
+  // Shared mappings work; the size they can write into was checked.
+  int fd = open((vol + "/mapped").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(ftruncate(fd, 128 << 20), -1) << "beyond the capacity";
+  EXPECT_EQ(errno, ENOSPC);
+  ASSERT_EQ(ftruncate(fd, 1 << 20), 0) << strerror(errno);
+  void* map = mmap(nullptr, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ASSERT_NE(map, MAP_FAILED) << strerror(errno);
+  memcpy(map, data.data(), 1 << 20);
+  EXPECT_EQ(msync(map, 1 << 20, MS_SYNC), 0) << strerror(errno);
+  munmap(map, 1 << 20);
+  std::string got(1 << 20, '\0');
+  EXPECT_EQ(pread(fd, got.data(), got.size(), 0), static_cast<ssize_t>(got.size()));
+  EXPECT_EQ(got, data.substr(0, 1 << 20));
+  close(fd);
   size_t writes = CountOpcode(LogPath(*m), "WRITE");
   EXPECT_GE(writes, 1u) << "capped writes must reach the daemon";
   EXPECT_EQ(WriteAndReadBack(m->mnt() + "/free", data), data);
