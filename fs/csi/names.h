@@ -26,7 +26,7 @@ inline constexpr char kTopologyKey[] = "tempfs.csi.local/node";
 
 // Volume attributes a user sets.
 inline constexpr char kAttrVolume[] = "volume";        // the shared volume's name
-inline constexpr char kAttrCapacity[] = "capacity";    // e.g. "1Gi" (recorded, reported)
+inline constexpr char kAttrCapacity[] = "capacity";    // e.g. "1Gi" (enforced: ENOSPC in pods)
 inline constexpr char kAttrRetention[] = "retention";  // "delete" | "keep" | a duration
 // What kubelet adds (CSIDriver podInfoOnMount: true). It overwrites any value
 // a user wrote under these keys, so a pod cannot claim another namespace.

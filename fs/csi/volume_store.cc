@@ -1,6 +1,7 @@
 #include "csi/volume_store.h"
 
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,6 +11,7 @@
 #include "common/log.h"
 #include "csi/file_util.h"
 #include "csi/mounts.h"
+#include "vfs/quota.h"
 
 namespace tempfs::csi {
 namespace {
@@ -81,6 +83,7 @@ Status VolumeStore::Acquire(const VolumeSpec& spec, const std::string& target) {
   // Set explicitly: the umask must not narrow it. An existing volume keeps
   // the mode and owner its pods (or kubelet's fsGroup handling) gave it.
   if (created && chmod(data.c_str(), 0777) != 0) return Status::FromErrno("chmod " + data);
+  TEMPFS_RETURN_IF_ERROR(SetCapacity(data, spec.capacity));
 
   const std::string state = StateDir(spec.key);
   TEMPFS_RETURN_IF_ERROR(MakeDirs(state + "/pubs", 0755));
@@ -120,6 +123,22 @@ Status VolumeStore::Release(const VolumeKey& key, const std::string& target, con
       TEMPFS_RETURN_IF_ERROR(MakeDirs(state, 0755));
       return WriteFileAtomic(state + "/expires", std::to_string(until) + "\n", 0644);
     }
+  }
+  return Status::Ok();
+}
+
+Status VolumeStore::SetCapacity(const std::string& data, uint64_t capacity) {
+  // The daemon enforces it (ENOSPC in the pods); only CAP_SYS_ADMIN may
+  // touch trusted.* xattrs, so pods cannot lift it.
+  if (capacity == 0) {
+    if (removexattr(data.c_str(), kCapacityXattr) != 0 && errno != ENODATA) {
+      return Status::FromErrno("lifting the capacity of " + data);
+    }
+    return Status::Ok();
+  }
+  const std::string value = std::to_string(capacity);
+  if (setxattr(data.c_str(), kCapacityXattr, value.data(), value.size(), 0) != 0) {
+    return Status::FromErrno("setting the capacity of " + data);
   }
   return Status::Ok();
 }

@@ -66,8 +66,9 @@ class VolumeStore {
   std::string DataDir(const VolumeKey& key) const;
 
   // Creates the volume's directory if needed (mode 0777, like emptyDir, so
-  // pods of any user can use it; kubelet applies fsGroup), records its
-  // attributes and this publication, and cancels a pending expiry.
+  // pods of any user can use it; kubelet applies fsGroup), sets or lifts its
+  // capacity limit (the daemon enforces it), records its attributes and this
+  // publication, and cancels a pending expiry.
   Status Acquire(const VolumeSpec& spec, const std::string& target);
 
   // Drops this node's publication at `target`. When no publication of the
@@ -88,6 +89,8 @@ class VolumeStore {
   std::string StateDir(const VolumeKey& key) const;
   std::string MarkerPath(const VolumeKey& key, const std::string& target) const;
   Status Delete(const VolumeKey& key);
+  // The limit the daemon enforces on `data` (0: none), as kCapacityXattr.
+  static Status SetCapacity(const std::string& data, uint64_t capacity);
   bool CollectIfExpired(const VolumeKey& key, int64_t now_unix);
 
   std::string mnt_;

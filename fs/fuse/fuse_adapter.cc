@@ -171,6 +171,9 @@ void FillOpen(fuse_req_t req, Ino ino, fuse_file_info* fi, FileHandle* h) {
     }
   }
   fi->keep_cache = h->keep_cache;
+  // A file of a volume with a capacity: every write must reach the daemon
+  // now, not from the page cache later (mmap still works, see OpInit).
+  if (h->quota) fi->direct_io = 1;
   // Content still arriving from another node: serve it without filling this
   // mount's page cache with a second copy (the store's filesystem caches the
   // local copy already). On our VMs, memory touched for the first time is
@@ -385,7 +388,28 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
   fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
 
+// A write the Vfs must see (capacity limits): copied to memory first.
+void WriteMetered(fuse_req_t req, fuse_bufvec* in, off_t off, FileHandle* h) {
+  std::vector<char> data(fuse_buf_size(in));
+  fuse_bufvec mem = FUSE_BUFVEC_INIT(data.size());
+  mem.buf[0].mem = data.data();
+  ssize_t got = fuse_buf_copy(&mem, in, static_cast<fuse_buf_copy_flags>(0));
+  if (got < 0) {
+    fuse_reply_err(req, static_cast<int>(-got));
+    return;
+  }
+  auto n = V(req).Write(h, static_cast<uint64_t>(off), std::string_view(data.data(), static_cast<size_t>(got)));
+  if (!n.ok()) fuse_reply_err(req, n.err());
+  else fuse_reply_write(req, *n);
+}
+
 void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
+  if (H(fi)->quota) {
+    GUARD_BEGIN
+    WriteMetered(req, in, off, H(fi));
+    GUARD_END
+    return;
+  }
   fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
   out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
   out.buf[0].fd = H(fi)->fd;
@@ -509,7 +533,8 @@ void OpFsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi
 }
 
 void OpStatfs(fuse_req_t req, fuse_ino_t ino) {
-  auto r = V(req).StatFs();
+  // `ino` is the inode statfs(2) was called on (in a pod: its volume).
+  auto r = V(req).StatFs(ino);
   if (!r.ok()) fuse_reply_err(req, r.err());
   else fuse_reply_statfs(req, &*r);
 }
@@ -572,8 +597,13 @@ void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
 }
 
 void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length, fuse_file_info* fi) {
-  int rc = fallocate(H(fi)->fd, mode, offset, length);
-  fuse_reply_err(req, rc == 0 ? 0 : errno);
+  GUARD_BEGIN
+  if (offset < 0 || length <= 0) {
+    fuse_reply_err(req, EINVAL);
+    return;
+  }
+  ReplyStatus(req, V(req).Fallocate(H(fi), mode, static_cast<uint64_t>(offset), static_cast<uint64_t>(length)));
+  GUARD_END
 }
 
 void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {

@@ -15,6 +15,13 @@ constexpr uint32_t kLinkMax = 65000;
 
 bool IsDir(const Attr& a) { return S_ISDIR(a.mode); }
 
+// Whether `a` may get a name in directory `dir` without leaving its project
+// (quota accounting follows names, as XFS project quotas do): same project,
+// or a quota root moving between directories of no project.
+bool SameProject(const Attr& a, const Attr& dir) {
+  return a.project == dir.project || (a.project == a.ino && dir.project == 0);
+}
+
 // The inodes one operation reads and changes: each is loaded once and
 // written once at the end, however often the operation touches it.
 class Staging {
@@ -92,6 +99,7 @@ std::string EncodeInodeRecord(const InodeRecord& r) {
   e.U64(a.checksum);
   e.U64(r.parent);
   e.Str(r.target);
+  e.U64(a.project);  // last: records written before projects existed end here
   return std::move(e.buffer());
 }
 
@@ -113,6 +121,7 @@ bool DecodeInodeRecord(std::string_view data, InodeRecord* r) {
   a.checksum = d.U64();
   r->parent = d.U64();
   r->target.assign(d.Str());
+  a.project = d.empty() ? 0 : d.U64();
   return !d.failed();
 }
 
@@ -174,6 +183,7 @@ Result<Attr> TxnMeta::Create(Ino parent, std::string_view name, const NewNode& n
     a.nlink = S_ISDIR(node.mode) ? 2 : 1;
     a.size = S_ISDIR(node.mode) ? 4096 : S_ISLNK(node.mode) ? node.target.size() : 0;
     a.atime_ns = a.mtime_ns = a.ctime_ns = s.now();
+    a.project = (*p)->attr.project;
     if (S_ISDIR(node.mode)) r.parent = parent;
     r.target = node.target;
     out = s.Add(std::move(r)).attr;
@@ -198,6 +208,7 @@ Result<Attr> TxnMeta::Link(Ino ino, Ino new_parent, std::string_view new_name) {
     if (!e.ok()) return e.status();
     if (e->has_value()) return Status::Err(EEXIST);
     if ((*n)->attr.nlink >= kLinkMax) return Status::Err(EMLINK);
+    if (!SameProject((*n)->attr, (*p)->attr)) return Status::Err(EXDEV);
     Attr& a = s.Dirty(*n).attr;
     a.nlink++;
     a.ctime_ns = s.now();
@@ -276,6 +287,8 @@ Result<std::optional<Attr>> TxnMeta::Rename(Ino parent, std::string_view name, I
     if ((flags & kRenameExchange) && dst == nullptr) return Status::Err(ENOENT);
     if (dst != nullptr && (flags & kRenameNoReplace)) return Status::Err(EEXIST);
     if (dst == src) return Status::Ok();  // two names of one inode: POSIX says do nothing
+    if (!SameProject(src->attr, q->attr)) return Status::Err(EXDEV);
+    if ((flags & kRenameExchange) && !SameProject(dst->attr, p->attr)) return Status::Err(EXDEV);
 
     // A directory may not move below itself.
     auto below = [&](Ino dir, Ino top) -> Result<bool> {
@@ -376,7 +389,9 @@ Result<Attr> TxnMeta::SetAttr(Ino ino, const SetAttrRequest& req) {
     }
     if (req.valid & SetAttrRequest::kAtime) a.atime_ns = req.atime_ns;
     if (req.valid & SetAttrRequest::kMtime) a.mtime_ns = req.mtime_ns;
-    a.ctime_ns = (req.valid & SetAttrRequest::kCtime) ? req.ctime_ns : s.now();
+    if (req.valid & SetAttrRequest::kProject) a.project = req.project;
+    if (req.valid & SetAttrRequest::kCtime) a.ctime_ns = req.ctime_ns;
+    else if (req.valid & ~SetAttrRequest::kProject) a.ctime_ns = s.now();
     s.Flush();
     out = a;
     return Status::Ok();

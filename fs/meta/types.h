@@ -27,6 +27,10 @@ struct Attr {
   uint64_t version = 0;   // bumped when a file's content changes (cluster mode checks it)
   uint32_t owner = 0;     // cluster mode: number of the node that holds the data (0: none yet)
   uint64_t checksum = 0;  // cluster mode: xxHash64 of the content of `version`
+  // The quota root (a directory with a capacity) whose usage this inode counts
+  // in; 0: none. A root carries its own number, so children simply inherit
+  // their parent's project.
+  Ino project = 0;
   uint64_t blocks = 0;    // 512-byte blocks used; filled from the data, not stored
 };
 
@@ -57,6 +61,8 @@ struct SetAttrRequest {
     // (drain); the version stays. ESTALE unless the stored version is still
     // `base_version`. Changes nothing a user sees (not even ctime).
     kOwner = 1 << 8,
+    // The inode's project (tagging a new quota root's subtree); leaves ctime.
+    kProject = 1 << 9,
   };
   uint32_t valid = 0;
   uint32_t mode = 0;
@@ -69,6 +75,7 @@ struct SetAttrRequest {
   uint32_t owner = 0;
   uint64_t checksum = 0;
   uint64_t base_version = 0;
+  Ino project = 0;
 };
 
 struct DirEntry {

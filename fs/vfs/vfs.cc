@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -54,7 +55,7 @@ Status Vfs::Start() {
       auto a = meta_->GetAttr(ino);
       if (a.ok() && a->owner != 0 && a->owner != options_.cluster.self) continue;
     }
-    DropInode(ino);
+    DropInode(ino, 0);  // no project is counted yet
     dropped++;
   }
   if (dropped > 0) TLOG_INFO("dropped %zu unlinked inodes left by the previous run", dropped);
@@ -81,12 +82,15 @@ size_t Vfs::CollectGarbage() {
     if (store_->RemoveData(ino).ok()) removed++;
   }
   if (removed > 0) TLOG_INFO("removed %zu data files of deleted or changed files", removed);
+  RecountQuotas();
   return removed;
 }
 
-void Vfs::AddLookup(Ino ino) {
+void Vfs::AddLookup(const Attr& attr) {
   std::lock_guard lock(mu_);
-  refs_[ino].lookups++;
+  InodeRefs& r = refs_[attr.ino];
+  r.lookups++;
+  r.project = attr.project;
 }
 
 void Vfs::NameRemoved(const Attr& attr) {
@@ -100,10 +104,11 @@ void Vfs::NameRemoved(const Attr& attr) {
       refs_.erase(it);
     }
   }
-  DropInode(attr.ino);
+  DropInode(attr.ino, attr.project);
 }
 
 void Vfs::Forget(Ino ino, uint64_t count) {
+  Ino project = 0;
   {
     std::lock_guard lock(mu_);
     auto it = refs_.find(ino);
@@ -112,15 +117,25 @@ void Vfs::Forget(Ino ino, uint64_t count) {
     r.lookups = count >= r.lookups ? 0 : r.lookups - count;
     if (r.lookups != 0 || r.opens != 0) return;
     bool unlinked = r.unlinked;
+    project = r.project;
     refs_.erase(it);
     if (!unlinked) return;
   }
-  DropInode(ino);
+  DropInode(ino, project);
 }
 
-void Vfs::DropInode(Ino ino) {
+void Vfs::DropInode(Ino ino, Ino project) {
   // Data first: a crash in between leaves an orphan record, dropped at the next start.
-  Status st = store_->RemoveData(ino);
+  Status st;
+  if (auto quota = QuotaOf(project)) {
+    // Not WithinQuota: a count made now would already leave this inode out.
+    std::lock_guard lock(quota->mu);
+    uint64_t charge = QuotaCharge(DataSize(ino, -1));
+    st = store_->RemoveData(ino);
+    if (st.ok() && quota->counted) quota->usage -= std::min(quota->usage, charge);
+  } else {
+    st = store_->RemoveData(ino);
+  }
   if (st.ok()) st = meta_->Drop(ino);
   if (!st.ok()) TLOG_WARN("drop inode %llu: %s", static_cast<unsigned long long>(ino), st.ToString().c_str());
 }
@@ -159,7 +174,7 @@ Result<Attr> Vfs::Lookup(Ino parent, std::string_view name) {
   if (name.size() > kNameMax) return Status::Err(ENAMETOOLONG);
   auto r = meta_->Lookup(parent, name);
   if (!r.ok()) return r;
-  AddLookup(r->ino);
+  AddLookup(*r);
   return MergeData(*r, -1);
 }
 
@@ -199,8 +214,18 @@ Result<Attr> Vfs::SetAttr(Ino ino, const SetAttrRequest& request, int fd, bool k
   }
   if (S_ISREG(cur->mode)) {
     if (req.valid & SetAttrRequest::kSize) {
-      int rc = fd >= 0 ? ftruncate(fd, static_cast<off_t>(req.size)) : -1;
-      Status st = rc == 0 ? Status::Ok() : store_->TruncateData(ino, req.size);
+      auto truncate = [&]() -> Status {
+        int rc = fd >= 0 ? ftruncate(fd, static_cast<off_t>(req.size)) : -1;
+        return rc == 0 ? Status::Ok() : store_->TruncateData(ino, req.size);
+      };
+      Status st;
+      if (auto quota = QuotaOf(cur->project)) {
+        st = WithinQuota(*quota, ino, fd, [&](uint64_t, uint64_t limit) {
+          return req.size > limit ? Status::Err(ENOSPC, "capacity of the volume") : truncate();
+        });
+      } else {
+        st = truncate();
+      }
       if (!st.ok()) return st;
     }
     if (req.valid & (SetAttrRequest::kAtime | SetAttrRequest::kMtime)) {
@@ -248,7 +273,7 @@ Result<Attr> Vfs::MakeNode(const Caller& caller, Ino parent, std::string_view na
   }
   auto r = meta_->Create(parent, name, n);
   if (!r.ok()) return r;
-  AddLookup(r->ino);
+  AddLookup(*r);
   return *r;
 }
 
@@ -257,7 +282,7 @@ Result<Attr> Vfs::Link(Ino ino, Ino new_parent, std::string_view new_name) {
   if (!st.ok()) return st;
   auto r = meta_->Link(ino, new_parent, new_name);
   if (!r.ok()) return r;
-  AddLookup(ino);
+  AddLookup(*r);
   return MergeData(*r, -1);
 }
 
@@ -425,7 +450,15 @@ Vfs::~Vfs() {
 Result<FileHandle*> Vfs::Open(const Caller& caller, Ino ino, int flags, int attempt) {
   bool writes = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
   Attr attr;
-  if ((writes && caller.uid != 0) || clustered()) {
+  bool need_attr = (writes && caller.uid != 0) || clustered();
+  if (!need_attr) {
+    // The project as the inode was last looked up (renames never change it).
+    std::lock_guard lock(mu_);
+    auto it = refs_.find(ino);
+    if (it != refs_.end()) attr.project = it->second.project;
+    else need_attr = true;
+  }
+  if (need_attr) {
     auto a = meta_->GetAttr(ino);
     if (!a.ok()) return a.status();
     attr = *a;
@@ -449,6 +482,9 @@ Result<FileHandle*> Vfs::Open(const Caller& caller, Ino ino, int flags, int atte
   h->ino = ino;
   h->writable = writes;
   h->truncated = (flags & O_TRUNC) != 0;
+  h->append = (flags & O_APPEND) != 0;
+  h->quota = QuotaOf(attr.project);
+  if (h->quota) h->passthrough_ok = false;
   bool remote = clustered() && attr.owner != 0 && attr.owner != options_.cluster.self;
   if (remote) {
     auto lv = store_->LocalVersion(ino);
@@ -488,9 +524,16 @@ Result<FileHandle*> Vfs::Open(const Caller& caller, Ino ino, int flags, int atte
     counters_.local_opens++;
   }
   if (h->fd < 0) {
-    auto fd = store_->OpenData(ino, flags);
-    if (!fd.ok()) return fd.status();
-    h->fd = *fd;
+    auto open_data = [&]() -> Status {
+      auto fd = store_->OpenData(ino, flags);
+      if (!fd.ok()) return fd.status();
+      h->fd = *fd;
+      return Status::Ok();
+    };
+    // O_TRUNC frees the project's room.
+    Status st = h->quota && h->truncated ? WithinQuota(*h->quota, ino, -1, [&](uint64_t, uint64_t) { return open_data(); })
+                                         : open_data();
+    if (!st.ok()) return st;
   }
   struct stat st;
   if (fstat(h->fd, &st) == 0) {
@@ -592,6 +635,7 @@ void Vfs::Release(FileHandle* h) {
   Ino ino = h->ino;
   close(h->fd);
   delete h;
+  Ino project = 0;
   {
     std::lock_guard lock(mu_);
     auto it = refs_.find(ino);
@@ -599,9 +643,10 @@ void Vfs::Release(FileHandle* h) {
     InodeRefs& r = it->second;
     if (r.opens > 0) r.opens--;
     if (r.opens != 0 || r.lookups != 0 || !r.unlinked) return;
+    project = r.project;
     refs_.erase(it);
   }
-  DropInode(ino);
+  DropInode(ino, project);
 }
 
 Status Vfs::Fsync(FileHandle* h, bool datasync) {
@@ -624,13 +669,30 @@ Result<std::pair<int, uint64_t>> Vfs::OpenForPeer(Ino ino, uint64_t version) {
 Result<std::string> Vfs::GetXattr(Ino ino, std::string_view name) { return meta_->GetXattr(ino, name); }
 Result<std::vector<std::string>> Vfs::ListXattr(Ino ino) { return meta_->ListXattr(ino); }
 Status Vfs::SetXattr(Ino ino, std::string_view name, std::string_view value, int flags) {
-  return meta_->SetXattr(ino, name, value, flags);
+  if (name != kCapacityXattr) return meta_->SetXattr(ino, name, value, flags);
+  auto capacity = ParseCapacity(value);
+  if (!capacity.ok()) return capacity.status();
+  if (flags & (XATTR_CREATE | XATTR_REPLACE)) {
+    auto old = meta_->GetXattr(ino, name);
+    if ((flags & XATTR_CREATE) && old.ok()) return Status::Err(EEXIST);
+    if ((flags & XATTR_REPLACE) && !old.ok()) return old.status();
+  }
+  return MakeQuotaRoot(ino, *capacity);
 }
-Status Vfs::RemoveXattr(Ino ino, std::string_view name) { return meta_->RemoveXattr(ino, name); }
 
-Result<struct statvfs> Vfs::StatFs() {
+Status Vfs::RemoveXattr(Ino ino, std::string_view name) {
+  Status st = meta_->RemoveXattr(ino, name);
+  if (st.ok() && name == kCapacityXattr) {
+    std::lock_guard lock(quota_mu_);
+    projects_[ino] = nullptr;
+  }
+  return st;
+}
+
+Result<struct statvfs> Vfs::StatFs(Ino ino) {
   auto r = store_->StatFs();
   if (!r.ok()) return r;
+  if (Status st = LimitStatFs(ino, &*r); !st.ok()) return st;
   r->f_namemax = kNameMax;
   uint64_t used = meta_->InodeCount();
   // Inodes are limited by the engine's memory, not the store: report plenty.

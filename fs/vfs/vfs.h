@@ -12,6 +12,7 @@
 //
 // Thread safety: all methods may be called concurrently. Lock order: the
 // inode table lock (mu_) is never held while calling the engine or the store.
+// A Project's lock (quota.h) is taken before mu_; quota_mu_ is held alone.
 #pragma once
 
 #include <sys/statvfs.h>
@@ -19,6 +20,7 @@
 #include <atomic>
 #include <list>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -32,6 +34,7 @@
 #include "meta/meta_engine.h"
 #include "store/local_store.h"
 #include "vfs/fetch.h"
+#include "vfs/quota.h"
 #include "vfs/remote.h"
 
 namespace tempfs {
@@ -110,6 +113,12 @@ struct FileHandle {
   int64_t opened_mtime_ns = 0;
   uint64_t opened_size = 0;
   bool truncated = false;
+  // Opened with O_APPEND (writes land at the end whatever their offset).
+  bool append = false;
+  // Set for files of a project with a capacity: the kernel must send every
+  // write to the daemon (no passthrough, direct I/O), which writes it with
+  // Write() and may shorten or refuse it.
+  std::shared_ptr<Project> quota;
 };
 
 class Vfs {
@@ -162,6 +171,12 @@ class Vfs {
   Status Flush(FileHandle* h);
   void Release(FileHandle* h);
   Status Fsync(FileHandle* h, bool datasync);
+  // Writes through the daemon (files with `quota`): within the project's
+  // capacity, a write that does not fit is shortened, one with no room at
+  // all fails with ENOSPC.
+  Result<size_t> Write(FileHandle* h, uint64_t off, std::string_view data);
+  // fallocate(2); growing a file of a limited project beyond its room: ENOSPC.
+  Status Fallocate(FileHandle* h, int mode, uint64_t off, uint64_t len);
   // Cluster mode, for peers: the local content of `ino` at `version`, if
   // this node owns it. Returns an open descriptor and the size.
   Result<std::pair<int, uint64_t>> OpenForPeer(Ino ino, uint64_t version);
@@ -192,9 +207,20 @@ class Vfs {
 
   Result<std::string> GetXattr(Ino ino, std::string_view name);
   Result<std::vector<std::string>> ListXattr(Ino ino);
+  // Setting kCapacityXattr (see quota.h) makes a directory a quota root and
+  // tags its subtree: EINVAL for a malformed value, ENOTDIR for a
+  // non-directory, EBUSY inside another root or above one. Removing it lifts
+  // the limit; the directory stays a root.
   Status SetXattr(Ino ino, std::string_view name, std::string_view value, int flags);
   Status RemoveXattr(Ino ino, std::string_view name);
-  Result<struct statvfs> StatFs();
+  // The store's space, or, for an inode of a limited project, the project's
+  // capacity and what is left of it (what `df` shows in a pod).
+  Result<struct statvfs> StatFs(Ino ino = kRootIno);
+  // Bytes counted against the quota root `root` (ENODATA: no limit there).
+  Result<uint64_t> QuotaUsage(Ino root);
+  // Counts every limited project again at its next use and rereads its
+  // capacity (cluster mode: other nodes change files behind this one).
+  void RecountQuotas();
 
   // Set once, when the kernel's INIT settles whether it caches writes.
   void set_writeback_cache(bool on) { options_.writeback_cache = on; }
@@ -207,12 +233,28 @@ class Vfs {
     uint64_t lookups = 0;
     uint32_t opens = 0;
     bool unlinked = false;
+    Ino project = 0;  // as last seen: saves a metadata read per open
   };
-  void AddLookup(Ino ino);
+  void AddLookup(const Attr& attr);
   // Called when `attr` lost a name: drops it if nothing refers to it anymore.
   void NameRemoved(const Attr& attr);
-  // Requires the entry erased from refs_ already.
-  void DropInode(Ino ino);
+  // Requires the entry erased from refs_ already. `project`: its project.
+  void DropInode(Ino ino, Ino project);
+  // The limited project `project` (null: none, or no capacity).
+  std::shared_ptr<Project> QuotaOf(Ino project);
+  // Size of the local data of `ino` (open as `fd`, or -1); 0 if none.
+  uint64_t DataSize(Ino ino, int fd);
+  // Under the project's lock, with its usage counted: runs `change(size,
+  // limit)`, where `limit` is the size the file may grow to, then charges
+  // the size the file ends with.
+  Status WithinQuota(Project& p, Ino ino, int fd, const std::function<Status(uint64_t, uint64_t)>& change);
+  // Requires p.mu held.
+  Status CountUsage(Project& p);
+  // Visits `top` and everything below it, each directory before it is listed.
+  Status WalkTree(Ino top, const std::function<Status(const Attr&)>& visit);
+  Status MakeQuotaRoot(Ino ino, uint64_t capacity);
+  // statfs of an inode of a limited project: its capacity and room.
+  Status LimitStatFs(Ino ino, struct statvfs* sv);
   // Regular files: size and times come from the backing file.
   Attr MergeData(Attr attr, int fd);
   // Cluster mode: the running fetch of `attr`'s content, started if need be.
@@ -246,6 +288,8 @@ class Vfs {
   std::set<Ino> pinned_;                                        // guarded by mu_
   std::unordered_map<Ino, uint64_t> adopting_;                  // guarded by mu_: ino -> version
   std::condition_variable fetches_done_;
+  std::mutex quota_mu_;  // taken before a Project's own lock, never after
+  std::unordered_map<Ino, std::shared_ptr<Project>> projects_;  // guarded by quota_mu_; null: no limit
   VfsCounters counters_;
 };
 

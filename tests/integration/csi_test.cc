@@ -21,6 +21,7 @@
 #include <sys/types.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -727,6 +728,85 @@ TEST_F(CsiTest, ReadonlyAndConflictingPublishes) {
   ExpectUnpublished("csi-rw", rw);
 }
 
+// A pod body run as `uid` (and gid `uid`, no supplementary groups).
+std::function<std::string(const std::string&)> AsUser(uid_t uid, std::function<std::string(const std::string&)> body) {
+  return [uid, body](const std::string& v) -> std::string {
+    // In a container the volume is the mount point itself; here its
+    // parents are the test's private directory, so enter it first.
+    if (chdir(v.c_str()) != 0) return Errno("chdir " + v);
+    if (setgroups(0, nullptr) != 0 || setgid(uid) != 0 || setuid(uid) != 0) return Errno("dropping root");
+    return body(".");
+  };
+}
+
+// Writes `total` bytes to a new file at `path` in 64 KiB writes; `*written`
+// says how many made it. "" when all did, else the first error.
+std::string Fill(const std::string& path, size_t total, size_t* written) {
+  *written = 0;
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Errno("create " + path);
+  const std::string chunk = Pattern(5, 64 << 10);
+  std::string err;
+  while (*written < total && err.empty()) {
+    ssize_t n = write(fd, chunk.data(), std::min(chunk.size(), total - *written));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) err = Errno("write");
+    else *written += static_cast<size_t>(n);
+  }
+  if (close(fd) != 0 && err.empty()) err = Errno("close " + path);
+  return err;
+}
+
+// In a pod of a volume with a 1 MiB capacity: writing 2 MiB stops with
+// ENOSPC after about 1 MiB, df shows the capacity, the limit cannot be
+// changed, and deleting the file gives the room back.
+std::string FillCappedVolume(const std::string& v) {
+  constexpr size_t kCap = 1 << 20;
+  size_t written = 0;
+  std::string err = Fill(v + "/big", 2 * kCap, &written);
+  if (err.find(std::strerror(ENOSPC)) == std::string::npos) return "2 MiB into 1 MiB: want ENOSPC, got \"" + err + "\"";
+  if (written > kCap || written < kCap - (64 << 10)) return "stopped after " + std::to_string(written) + " bytes";
+  struct statvfs sv {};
+  if (statvfs(v.c_str(), &sv) != 0) return Errno("statvfs");
+  if (sv.f_blocks * sv.f_frsize != kCap || sv.f_bavail > (64 << 10) / sv.f_frsize) {
+    return "df in the pod: " + std::to_string(sv.f_blocks * sv.f_frsize) + " bytes, " +
+           std::to_string(sv.f_bavail * sv.f_frsize) + " free";
+  }
+  if (getuid() != 0 && setxattr(v.c_str(), "trusted.tempfs.capacity", "999999999", 9, 0) != -1) {
+    return "an unprivileged pod lifted its capacity";
+  }
+  if (unlink((v + "/big").c_str()) != 0) return Errno("unlink big");
+  return Fill(v + "/again", kCap / 2, &written);
+}
+
+// 3 MiB, more than the capped volumes take.
+std::string FillUnlimited(const std::string& v) {
+  size_t written = 0;
+  return Fill(v + "/big", 3 << 20, &written);
+}
+
+TEST_F(CsiTest, CapacityIsEnforcedInPods) {
+  const std::string capped = Target("pod-a"), other = Target("pod-b"), as_user = Target("pod-c");
+  ExpectPublished(InlineVolume("csi-a", capped, "team-a", {{"volume", "small"}, {"capacity", "1Mi"}}));
+  ExpectPublished(InlineVolume("csi-b", other, "team-a", {{"volume", "free"}}));
+  ExpectPublished(InlineVolume("csi-c", as_user, "team-a", {{"volume", "small-too"}, {"capacity", "1Mi"}}));
+  const std::string mnt = tempfs_->mnt();
+  EXPECT_EQ(RunPod(capped, {mnt, other, as_user}, FillCappedVolume), "");
+  EXPECT_EQ(RunPod(as_user, {mnt, capped, other}, AsUser(1000, FillCappedVolume)), "");
+  // The volume without a capacity is not limited (and still uses passthrough,
+  // see data_path_test.cc).
+  EXPECT_EQ(RunPod(other, {mnt, capped, as_user}, FillUnlimited), "");
+
+  // Publishing the volume again with a larger capacity raises its limit.
+  const std::string again = Target("pod-d");
+  ExpectPublished(InlineVolume("csi-d", again, "team-a", {{"volume", "small"}, {"capacity", "4Mi"}}));
+  EXPECT_EQ(RunPod(capped, {mnt, other, as_user, again}, FillUnlimited), "");
+  ExpectUnpublished("csi-d", again);
+  ExpectUnpublished("csi-a", capped);
+  ExpectUnpublished("csi-b", other);
+  ExpectUnpublished("csi-c", as_user);
+}
+
 TEST_F(CsiTest, NonRootPodsCanUseTheirVolume) {
   const std::string t1 = Target("pod-a"), t2 = Target("pod-b");
   ExpectPublished(InlineVolume("csi-a", t1, "team-a", {{"volume", "users"}}));
@@ -736,15 +816,7 @@ TEST_F(CsiTest, NonRootPodsCanUseTheirVolume) {
   struct stat st {};
   ASSERT_EQ(stat(t1.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0777u);
-  auto as_user = [](uid_t uid, std::function<std::string(const std::string&)> body) {
-    return [uid, body](const std::string& v) -> std::string {
-      // In a container the volume is the mount point itself; here its
-      // parents are the test's private directory, so enter it first.
-      if (chdir(v.c_str()) != 0) return Errno("chdir " + v);
-      if (setgroups(0, nullptr) != 0 || setgid(uid) != 0 || setuid(uid) != 0) return Errno("dropping root");
-      return body(".");
-    };
-  };
+  auto as_user = AsUser;
   EXPECT_EQ(RunPod(t1, {tempfs_->mnt(), t2},
                    as_user(1000, [](const std::string& v) { return WritePath(v + "/by-1000", "from uid 1000"); })),
             "");
@@ -926,7 +998,7 @@ TEST_F(CsiTest, MalformedRequests) {
   EXPECT_EQ(plugin_->Stats(sreq, &sresp).error_code(), C::NOT_FOUND) << "stats of another volume's path";
   sreq.set_volume_id("csi-a");
   (*good.mutable_volume_context())["capacity"] = "64Mi";
-  // Capacity is recorded and reported (not enforced yet: see deploy/README.md).
+  // Capacity is enforced (CapacityIsEnforcedInPods) and reported.
   ExpectUnpublished("csi-a", t);
   ExpectPublished(good);
   grpc::Status st = plugin_->Stats(sreq, &sresp);

@@ -3,6 +3,8 @@
 // fallback path it does. Counted from the daemon's --debug request log.
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -68,6 +70,42 @@ TEST(DataPathTest, PassthroughServesReadsAndWritesWithoutTheDaemon) {
   EXPECT_EQ(CountOpcode(LogPath(*m), "WRITE"), 0u) << "the daemon served writes";
   // The request log is live: the open did reach the daemon.
   EXPECT_GE(CountOpcode(LogPath(*m), "OPEN"), 1u);
+}
+
+// A directory with a capacity: its files go through the daemon (so that it
+// can refuse writes), with mmap still working; the rest of the mount keeps
+// passthrough.
+TEST(DataPathTest, CappedFilesGoThroughTheDaemonOthersKeepPassthrough) {
+  TEMPFS_SKIP_IF_NO_FUSE();
+  TempDir dir("datapath-cap");
+  auto m = TempfsMount::Start(dir.path(), {"--debug"});
+  ASSERT_NE(m, nullptr);
+  if (!ModeIs(*m, "passthrough")) GTEST_SKIP() << "kernel or libfuse without passthrough: " << m->LogTail(400);
+  const std::string vol = m->mnt() + "/vol";
+  ASSERT_EQ(mkdir(vol.c_str(), 0755), 0);
+  const std::string cap = std::to_string(64 << 20);
+  ASSERT_EQ(setxattr(vol.c_str(), "trusted.tempfs.capacity", cap.data(), cap.size(), 0), 0) << strerror(errno);
+  const std::string data = Pattern(5, 8 << 20);
+  EXPECT_EQ(WriteAndReadBack(vol + "/f", data), data);
+  // Shared mappings work; the size they can write into was checked.
+  int fd = open((vol + "/mapped").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(ftruncate(fd, 128 << 20), -1) << "beyond the capacity";
+  EXPECT_EQ(errno, ENOSPC);
+  ASSERT_EQ(ftruncate(fd, 1 << 20), 0) << strerror(errno);
+  void* map = mmap(nullptr, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ASSERT_NE(map, MAP_FAILED) << strerror(errno);
+  memcpy(map, data.data(), 1 << 20);
+  EXPECT_EQ(msync(map, 1 << 20, MS_SYNC), 0) << strerror(errno);
+  munmap(map, 1 << 20);
+  std::string got(1 << 20, '\0');
+  EXPECT_EQ(pread(fd, got.data(), got.size(), 0), static_cast<ssize_t>(got.size()));
+  EXPECT_EQ(got, data.substr(0, 1 << 20));
+  close(fd);
+  size_t writes = CountOpcode(LogPath(*m), "WRITE");
+  EXPECT_GE(writes, 1u) << "capped writes must reach the daemon";
+  EXPECT_EQ(WriteAndReadBack(m->mnt() + "/free", data), data);
+  EXPECT_EQ(CountOpcode(LogPath(*m), "WRITE"), writes) << "uncapped writes left passthrough";
 }
 
 TEST(DataPathTest, FallbackServesReadsAndWritesThroughTheDaemon) {

@@ -812,6 +812,35 @@ TEST_P(MetaConformance, SetAttrSizeBumpsVersion) {
 
 // ---------------------------------------------------------------- readdir
 
+TEST_P(MetaConformance, ProjectsPersistAreInheritedAndBoundNames) {
+  Attr root = Dir(kRootIno, "vol");
+  Attr outside = File(kRootIno, "outside");
+  AgeTimes(root.ino);
+  SetAttrRequest req;
+  req.valid = SetAttrRequest::kProject;
+  req.project = root.ino;
+  auto r = m().SetAttr(root.ino, req);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->project, root.ino);
+  EXPECT_EQ(r->ctime_ns, 1000) << "tagging is not a change users see";
+  Attr sub = Dir(root.ino, "sub");
+  Attr f = File(sub.ino, "f");
+  EXPECT_EQ(sub.project, root.ino);
+  EXPECT_EQ(f.project, root.ino);
+  EXPECT_EQ(outside.project, 0u);
+  EXPECT_ERRNO(m().Rename(sub.ino, "f", kRootIno, "f", 0), EXDEV);
+  EXPECT_ERRNO(m().Rename(kRootIno, "outside", sub.ino, "outside", 0), EXDEV);
+  EXPECT_ERRNO(m().Rename(sub.ino, "f", kRootIno, "outside", kRenameExchange), EXDEV);
+  EXPECT_ERRNO(m().Link(f.ino, kRootIno, "f"), EXDEV);
+  EXPECT_ERRNO(m().Link(outside.ino, sub.ino, "outside"), EXDEV);
+  EXPECT_TRUE(m().Rename(sub.ino, "f", root.ino, "f", 0).ok());
+  EXPECT_TRUE(m().Rename(kRootIno, "vol", kRootIno, "vol2", 0).ok()) << "a root moves among unlimited directories";
+  if (!GetParam().persistent) return;
+  Reopen();
+  EXPECT_EQ(Get(f.ino).project, root.ino);
+  EXPECT_EQ(Get(root.ino).project, root.ino);
+}
+
 TEST_P(MetaConformance, ReadDirContentAndOrder) {
   Attr d = Dir(kRootIno, "d");
   std::map<std::string, std::pair<Ino, uint32_t>> want;
