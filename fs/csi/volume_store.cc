@@ -46,6 +46,13 @@ Result<VolumeSpec> ResolveVolume(const std::string& volume_id, const std::map<st
     spec.key.name = volume_id;
     spec.key.by_id = true;
   }
+  // Only for tempfs-admin's view of who uses a volume; a name that is not a
+  // plain Kubernetes name is left out rather than written into the marker.
+  auto pod = context.find(kCtxPodName);
+  if (ns != context.end() && pod != context.end() && !pod->second.empty() && pod->second.size() <= 253 &&
+      pod->second.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789.-") == std::string::npos) {
+    spec.pod = ns->second + "/" + pod->second;
+  }
   auto cap = context.find(kAttrCapacity);
   if (cap != context.end()) {
     auto bytes = ParseQuantity(cap->second);
@@ -95,7 +102,9 @@ Status VolumeStore::Acquire(const VolumeSpec& spec, const std::string& target) {
   if (unlink((state + "/expires").c_str()) != 0 && errno != ENOENT) {
     return Status::FromErrno("cancelling the expiry of " + spec.key.RelPath());
   }
-  return WriteFileAtomic(MarkerPath(spec.key, target), FormatKeyValues({{"target", target}}), 0644);
+  std::map<std::string, std::string> marker = {{"target", target}};
+  if (!spec.pod.empty()) marker["pod"] = spec.pod;
+  return WriteFileAtomic(MarkerPath(spec.key, target), FormatKeyValues(marker), 0644);
 }
 
 Status VolumeStore::Release(const VolumeKey& key, const std::string& target, const Retention& fallback) {

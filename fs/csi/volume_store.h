@@ -6,7 +6,7 @@
 //                                      volume)
 //   MNT/.tempfs-csi/<rel>/attrs        capacity and retention, as last
 //                                      published
-//   MNT/.tempfs-csi/<rel>/pubs/<node>~<hash of target>
+//   MNT/.tempfs-csi/<rel>/pubs/<node>~<hash of target>  (target=, pod=)
 //                                      one file per live publication, of
 //                                      every node (in cluster mode the mount
 //                                      is one namespace for all nodes)
@@ -45,6 +45,7 @@ struct VolumeSpec {
   VolumeKey key;
   uint64_t capacity = 0;  // bytes; 0 = none given
   Retention retention;
+  std::string pod;  // "<namespace>/<pod name>" from kubelet's pod info, or ""
 };
 
 // A publish request's volume id and context as a volume: namespace from the

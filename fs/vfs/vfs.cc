@@ -447,7 +447,7 @@ Vfs::~Vfs() {
   fetches_done_.wait_for(lock, std::chrono::seconds(30), [&] { return fetches_.empty(); });
 }
 
-Result<FileHandle*> Vfs::Open(const Caller& caller, Ino ino, int flags, int attempt) {
+Result<FileHandle*> Vfs::OpenTry(const Caller& caller, Ino ino, int flags, int attempt) {
   bool writes = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
   Attr attr;
   bool need_attr = (writes && caller.uid != 0) || clustered();
@@ -552,7 +552,7 @@ Result<FileHandle*> Vfs::Open(const Caller& caller, Ino ino, int flags, int atte
   }
   close(h->fd);
   if (attempt >= 3) return Status::Err(EAGAIN, "local data removed while opening");
-  return Open(caller, ino, flags, attempt + 1);
+  return OpenTry(caller, ino, flags, attempt + 1);
 }
 
 Status Vfs::WaitReadable(FileHandle* h, uint64_t off, uint64_t size) {

@@ -162,7 +162,7 @@ class Vfs {
   // In cluster mode, a file whose data is on another node is fetched; the
   // open returns at once for reading (see WaitReadable), after the whole
   // copy for writing.
-  Result<FileHandle*> Open(const Caller& caller, Ino ino, int flags, int attempt = 0);
+  Result<FileHandle*> Open(const Caller& caller, Ino ino, int flags) { return OpenTry(caller, ino, flags, 0); }
   // Waits until bytes [off, off+size) of the handle's file are local.
   Status WaitReadable(FileHandle* h, uint64_t off, uint64_t size);
   // close(2): in cluster mode, a written file becomes a new version owned
@@ -268,6 +268,8 @@ class Vfs {
   // Drops cached copies (never this node's own data, never open files)
   // until `need` bytes are free in the store, or nothing is left to drop.
   void MakeRoom(uint64_t need);
+  // Open(); `attempt` counts retries after the local data was evicted meanwhile.
+  Result<FileHandle*> OpenTry(const Caller& caller, Ino ino, int flags, int attempt);
   // Removes the local data of `ino` unless it is open. Requires mu_ held, so
   // that an Open cannot slip in between the check and the removal.
   Status RemoveUnusedDataLocked(Ino ino);

@@ -250,7 +250,7 @@ TEST(AdminSingleNodeTest, VolumesAndGc) {
   ASSERT_NE(m, nullptr);
   csi::VolumeStore volumes(m->mnt(), "node1");
   csi::VolumeSpec kept{{"pipeline", "shuffle", false}, 1 << 30, {csi::Retention::Kind::kKeepFor, 3600}};
-  csi::VolumeSpec live{{"pipeline", "live", false}, 0, {csi::Retention::Kind::kDelete, 0}};
+  csi::VolumeSpec live{{"pipeline", "live", false}, 0, {csi::Retention::Kind::kDelete, 0}, "pipeline/consumer-0"};
   ASSERT_TRUE(volumes.Acquire(kept, "/pods/p1/vol").ok());
   ASSERT_TRUE(volumes.Acquire(live, "/pods/p2/vol").ok());
   ASSERT_TRUE(volumes.Acquire(live, "/pods/p3/vol").ok());
@@ -276,7 +276,8 @@ TEST(AdminSingleNodeTest, VolumesAndGc) {
       EXPECT_EQ(StrField(vol, "volume"), "pipeline/live");
       EXPECT_EQ(IntField(vol, "files"), 1);
       EXPECT_EQ(IntField(vol, "publications"), 2);
-      EXPECT_EQ(vol.Find("pods_here")->size(), 2u);
+      ASSERT_EQ(vol.Find("pods_here")->size(), 2u);
+      EXPECT_EQ(vol.Find("pods_here")->items()[0].as_string(), "pipeline/consumer-0");
       EXPECT_EQ(IntField(vol, "capacity_bytes"), 0);
     }
   }

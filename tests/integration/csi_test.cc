@@ -33,11 +33,13 @@
 #include <functional>
 #include <iostream>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/json.h"
 #include "csi/names.h"
 #include "support/csi_client.h"
 #include "support/mount_fixture.h"
@@ -597,6 +599,18 @@ TEST_F(CsiTest, TwoPodsShareOneVolume) {
   EXPECT_EQ(stats.usage(1).unit(), pb::VolumeUsage::INODES);
   EXPECT_GE(stats.usage(1).used(), 5);  // the root, from-a, from-b, shm, fd.sock, passed
   EXPECT_FALSE(stats.volume_condition().abnormal());
+
+  // The operator's view: both pods use the volume on this node.
+  CommandResult admin = RunCommand({TEMPFS_ADMIN_BIN, "--mount", tempfs_->mnt(), "--json", "volumes"});
+  ASSERT_EQ(admin.exit_code, 0) << admin.err;
+  auto vols = Json::Parse(admin.out);
+  ASSERT_TRUE(vols.ok()) << admin.out;
+  ASSERT_EQ(vols->Find("volumes")->size(), 1u) << admin.out;
+  const Json& v = vols->Find("volumes")->items()[0];
+  EXPECT_EQ(v.Find("volume")->as_string(), "team-a/handoff");
+  std::set<std::string> pods;
+  for (const Json& p : v.Find("pods_here")->items()) pods.insert(p.as_string());
+  EXPECT_EQ(pods, (std::set<std::string>{"team-a/pod-csi-a", "team-a/pod-csi-b"})) << admin.out;
 
   ExpectUnpublished("csi-a", t1);
   ExpectUnpublished("csi-b", t2);
