@@ -67,19 +67,27 @@ size_t Vfs::CollectGarbage() {
   auto inos = store_->ListData();
   if (!inos.ok()) return 0;
   for (Ino ino : *inos) {
+    uint64_t seq;
     {
+      // Names the kernel still caches do not keep data alive; open files do.
       std::lock_guard lock(mu_);
-      if (refs_.count(ino) != 0 || fetches_.count(ino) != 0) continue;
+      auto r = refs_.find(ino);
+      if ((r != refs_.end() && r->second.opens > 0) || fetches_.count(ino) != 0) continue;
+      seq = OwnSeqLocked(ino);
     }
     auto a = meta_->GetAttr(ino);
     bool gone = !a.ok() && a.err() == ENOENT;
-    bool stale_copy = false;
+    bool stale_copy = false, deleted_elsewhere = false;
     if (a.ok() && a->owner != 0 && a->owner != options_.cluster.self) {
       auto lv = store_->LocalVersion(ino);
       stale_copy = lv.ok() && *lv != a->version;
+      // Unlinked on its owner, which keeps the record while its own kernel
+      // still knows the inode: nobody can open it here again.
+      deleted_elsewhere = a->nlink == 0;
     }
-    if (!gone && !stale_copy) continue;
-    if (store_->RemoveData(ino).ok()) removed++;
+    if (!gone && !stale_copy && !deleted_elsewhere) continue;
+    std::lock_guard lock(mu_);
+    if (RemoveUnusedDataLocked(ino, seq).ok()) removed++;
   }
   if (removed > 0) TLOG_INFO("removed %zu data files of deleted or changed files", removed);
   RecountQuotas();
@@ -90,7 +98,9 @@ void Vfs::AddLookup(const Attr& attr) {
   std::lock_guard lock(mu_);
   InodeRefs& r = refs_[attr.ino];
   r.lookups++;
-  r.project = attr.project;
+  // Projects only ever go from none to a quota root: a lookup that read the
+  // record before the tagging must not undo it.
+  if (attr.project != 0) r.project = attr.project;
 }
 
 void Vfs::NameRemoved(const Attr& attr) {
@@ -356,12 +366,14 @@ void Vfs::MakeRoom(uint64_t need) {
     auto sv = store_->StatFs();
     if (!sv.ok() || static_cast<uint64_t>(sv->f_bavail) * sv->f_frsize >= need + kHeadroom) return;
     Ino victim = 0;
+    uint64_t seq = 0;
     {
       std::lock_guard lock(mu_);
       for (Ino ino : lru_) {
         auto r = refs_.find(ino);
         if ((r != refs_.end() && r->second.opens > 0) || pinned_.count(ino) != 0 || skipped.count(ino) != 0) continue;
         victim = ino;
+        seq = OwnSeqLocked(ino);
         break;
       }
     }
@@ -370,12 +382,12 @@ void Vfs::MakeRoom(uint64_t need) {
     // took the file over since.
     auto a = meta_->GetAttr(victim);
     std::lock_guard lock(mu_);
-    if (auto it = lru_pos_.find(victim); it != lru_pos_.end()) {
-      lru_.erase(it->second);
-      lru_pos_.erase(it);
-    }
+    auto it = lru_pos_.find(victim);
+    if (it == lru_pos_.end()) continue;  // taken over (or evicted) meanwhile
+    lru_.erase(it->second);
+    lru_pos_.erase(it);
     if (a.ok() && a->owner == options_.cluster.self) continue;
-    if (RemoveUnusedDataLocked(victim).ok()) {
+    if (RemoveUnusedDataLocked(victim, seq).ok()) {
       counters_.evictions++;
       TLOG_INFO("evicted the cached copy of inode %llu to make room", static_cast<unsigned long long>(victim));
     } else {
@@ -384,7 +396,26 @@ void Vfs::MakeRoom(uint64_t need) {
   }
 }
 
-Status Vfs::RemoveUnusedDataLocked(Ino ino) {
+uint64_t Vfs::OwnSeqLocked(Ino ino) const {
+  auto it = own_seq_.find(ino);
+  return it == own_seq_.end() ? 0 : it->second;
+}
+
+Vfs::OwnershipChange::OwnershipChange(Vfs& vfs, Ino ino) : vfs_(vfs), ino_(ino) {
+  std::lock_guard lock(vfs_.mu_);
+  vfs_.own_seq_[ino_]++;
+}
+
+Vfs::OwnershipChange::~OwnershipChange() {
+  std::lock_guard lock(vfs_.mu_);
+  vfs_.own_seq_[ino_]++;
+}
+
+Status Vfs::RemoveUnusedDataLocked(Ino ino, uint64_t seen_seq) {
+  // The owner was checked outside the lock: if this node started or finished
+  // taking the file over since, the data may be its own now.
+  if (OwnSeqLocked(ino) != seen_seq || seen_seq % 2 != 0) return Status::Err(EBUSY, "this node is taking the file over");
+  if (adopting_.count(ino) != 0) return Status::Err(EBUSY, "this node is taking the file over");
   auto r = refs_.find(ino);
   if (r != refs_.end() && r->second.opens > 0) return Status::Err(EBUSY, "the file is open");
   if (fetches_.count(ino) != 0) return Status::Err(EBUSY, "a copy is arriving");
@@ -424,6 +455,10 @@ Result<std::shared_ptr<Fetch>> Vfs::FetchOf(const Attr& attr) {
                 static_cast<unsigned long long>(done.bytes()), peer.c_str(),
                 static_cast<long long>(done.elapsed().count()));
     } else {
+      {
+        std::lock_guard l(mu_);
+        adopting_.erase(done.attr().ino);  // the drainer asks again
+      }
       counters_.fetch_failures++;
       if (st.err() == EBADMSG) counters_.checksum_failures++;
       TLOG_ERROR("fetch of inode %llu version %llu from node %s failed: %s",
@@ -447,7 +482,22 @@ Vfs::~Vfs() {
   fetches_done_.wait_for(lock, std::chrono::seconds(30), [&] { return fetches_.empty(); });
 }
 
-Result<FileHandle*> Vfs::OpenTry(const Caller& caller, Ino ino, int flags, int attempt) {
+Result<FileHandle*> Vfs::Open(const Caller& caller, Ino ino, int flags) {
+  // Counted open from the start: evictions and garbage collection leave the
+  // data of open files alone, so nothing removes the local copy between the
+  // checks below and the open of the data file.
+  {
+    std::lock_guard lock(mu_);
+    refs_[ino].opens++;
+  }
+  struct Pending {
+    Vfs* vfs;
+    Ino ino;
+    bool done = false;
+    ~Pending() {
+      if (!done) vfs->DropOpenRef(ino);
+    }
+  } pending{this, ino};
   bool writes = (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
   Attr attr;
   bool need_attr = (writes && caller.uid != 0) || clustered();
@@ -455,7 +505,7 @@ Result<FileHandle*> Vfs::OpenTry(const Caller& caller, Ino ino, int flags, int a
     // The project as the inode was last looked up (renames never change it).
     std::lock_guard lock(mu_);
     auto it = refs_.find(ino);
-    if (it != refs_.end()) attr.project = it->second.project;
+    if (it != refs_.end() && it->second.lookups > 0) attr.project = it->second.project;
     else need_attr = true;
   }
   if (need_attr) {
@@ -541,18 +591,8 @@ Result<FileHandle*> Vfs::OpenTry(const Caller& caller, Ino ino, int flags, int a
     h->opened_size = st.st_size;
   }
   if (clustered()) h->keep_cache = KernelCacheCurrent(ino, attr.version);
-  {
-    std::lock_guard lock(mu_);
-    // An eviction removes data only of files not open, under mu_: if it got
-    // in before this open counted, the descriptor is of a removed file.
-    if (h->fetch || fstat(h->fd, &st) != 0 || st.st_nlink > 0) {
-      refs_[ino].opens++;
-      return h.release();
-    }
-  }
-  close(h->fd);
-  if (attempt >= 3) return Status::Err(EAGAIN, "local data removed while opening");
-  return OpenTry(caller, ino, flags, attempt + 1);
+  pending.done = true;
+  return h.release();
 }
 
 Status Vfs::WaitReadable(FileHandle* h, uint64_t off, uint64_t size) {
@@ -591,6 +631,7 @@ Status Vfs::CommitContent(Ino ino) {
   req.owner = options_.cluster.self;
   req.checksum = sum;
   req.base_version = *base;
+  OwnershipChange change(*this, ino);
   auto r = meta_->SetAttr(ino, req);
   if (!r.ok()) {
     if (r.err() == ESTALE) {
@@ -635,6 +676,10 @@ void Vfs::Release(FileHandle* h) {
   Ino ino = h->ino;
   close(h->fd);
   delete h;
+  DropOpenRef(ino);
+}
+
+void Vfs::DropOpenRef(Ino ino) {
   Ino project = 0;
   {
     std::lock_guard lock(mu_);
@@ -744,6 +789,11 @@ Result<std::shared_ptr<Fetch>> Vfs::Prefetch(Ino ino) {
 }
 
 Result<uint64_t> Vfs::Evict(Ino ino) {
+  uint64_t seq;
+  {
+    std::lock_guard lock(mu_);
+    seq = OwnSeqLocked(ino);
+  }
   auto a = meta_->GetAttr(ino);
   if (!a.ok()) return a.status();
   if (!S_ISREG(a->mode)) return Status::Err(EINVAL, "not a regular file");
@@ -752,7 +802,7 @@ Result<uint64_t> Vfs::Evict(Ino ino) {
   auto st = store_->StatData(ino);
   if (!st.ok()) return uint64_t{0};
   std::lock_guard lock(mu_);
-  Status rs = RemoveUnusedDataLocked(ino);
+  Status rs = RemoveUnusedDataLocked(ino, seq);
   if (!rs.ok()) return rs;
   if (auto it = lru_pos_.find(ino); it != lru_pos_.end()) {
     lru_.erase(it->second);
@@ -826,6 +876,7 @@ Status Vfs::TakeOver(Ino ino, uint64_t version) {
   req.valid = SetAttrRequest::kOwner;
   req.owner = options_.cluster.self;
   req.base_version = version;
+  OwnershipChange change(*this, ino);
   auto r = meta_->SetAttr(ino, req);
   if (!r.ok()) return r.status();
   std::lock_guard lock(mu_);
@@ -845,11 +896,17 @@ Status Vfs::Adopt(Ino ino, uint64_t version, uint32_t from) {
   if (!S_ISREG(a->mode) || a->owner != from || a->version != version) {
     return Status::Err(ESTALE, "the asking node does not own that version");
   }
-  auto lv = store_->LocalVersion(ino);
-  if (lv.ok() && *lv == version && store_->StatData(ino).ok()) return TakeOver(ino, version);
   {
+    // From here until the take-over, nothing evicts the copy.
     std::lock_guard lock(mu_);
     adopting_[ino] = version;
+  }
+  auto lv = store_->LocalVersion(ino);
+  if (lv.ok() && *lv == version && store_->StatData(ino).ok()) {
+    Status st = TakeOver(ino, version);
+    std::lock_guard lock(mu_);
+    adopting_.erase(ino);
+    return st;
   }
   // The copy's end takes it over (see FetchOf); a copy that ended before
   // adopting_ was set is taken over when the drainer asks again.

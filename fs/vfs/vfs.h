@@ -162,7 +162,7 @@ class Vfs {
   // In cluster mode, a file whose data is on another node is fetched; the
   // open returns at once for reading (see WaitReadable), after the whole
   // copy for writing.
-  Result<FileHandle*> Open(const Caller& caller, Ino ino, int flags) { return OpenTry(caller, ino, flags, 0); }
+  Result<FileHandle*> Open(const Caller& caller, Ino ino, int flags);
   // Waits until bytes [off, off+size) of the handle's file are local.
   Status WaitReadable(FileHandle* h, uint64_t off, uint64_t size);
   // close(2): in cluster mode, a written file becomes a new version owned
@@ -268,11 +268,25 @@ class Vfs {
   // Drops cached copies (never this node's own data, never open files)
   // until `need` bytes are free in the store, or nothing is left to drop.
   void MakeRoom(uint64_t need);
-  // Open(); `attempt` counts retries after the local data was evicted meanwhile.
-  Result<FileHandle*> OpenTry(const Caller& caller, Ino ino, int flags, int attempt);
-  // Removes the local data of `ino` unless it is open. Requires mu_ held, so
+  // Undoes one open's count (Release, or an Open that failed); drops the
+  // inode if that was the last reference to an unlinked one.
+  void DropOpenRef(Ino ino);
+  // Removes the local data of `ino` unless it is open, arriving, or this
+  // node started or finished taking it over since `seen_seq` (its
+  // OwnSeqLocked() when the caller checked the owner). Requires mu_ held, so
   // that an Open cannot slip in between the check and the removal.
-  Status RemoveUnusedDataLocked(Ino ino);
+  Status RemoveUnusedDataLocked(Ino ino, uint64_t seen_seq);
+  // Changes of ownership to this node, per inode: odd while one runs.
+  uint64_t OwnSeqLocked(Ino ino) const;
+  class OwnershipChange {
+   public:
+    OwnershipChange(Vfs& vfs, Ino ino);
+    ~OwnershipChange();
+
+   private:
+    Vfs& vfs_;
+    Ino ino_;
+  };
   // Drain: records this node as the owner of `version` of `ino`.
   Status TakeOver(Ino ino, uint64_t version);
   void SavePins();
@@ -289,6 +303,7 @@ class Vfs {
   std::unordered_map<Ino, std::list<Ino>::iterator> lru_pos_;  // guarded by mu_
   std::set<Ino> pinned_;                                        // guarded by mu_
   std::unordered_map<Ino, uint64_t> adopting_;                  // guarded by mu_: ino -> version
+  std::unordered_map<Ino, uint64_t> own_seq_;                   // guarded by mu_ (see OwnSeqLocked)
   std::condition_variable fetches_done_;
   std::mutex quota_mu_;  // taken before a Project's own lock, never after
   std::unordered_map<Ino, std::shared_ptr<Project>> projects_;  // guarded by quota_mu_; null: no limit

@@ -126,6 +126,11 @@ Status Vfs::Fallocate(FileHandle* h, int mode, uint64_t off, uint64_t len) {
     bool grows = !(mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE));
     uint64_t end = (mode & FALLOC_FL_INSERT_RANGE) ? size + len : off + len;
     if (grows && end > limit) return Status::Err(ENOSPC, "capacity of the volume");
+    // Space kept past the end of the file is not in its size, which is what
+    // the volume's usage counts: refused under a limit.
+    if (h->quota && grows && (mode & FALLOC_FL_KEEP_SIZE) && off + len > size) {
+      return Status::Err(EOPNOTSUPP, "FALLOC_FL_KEEP_SIZE past the end of a file under a capacity limit");
+    }
     if (fallocate(h->fd, mode, static_cast<off_t>(off), static_cast<off_t>(len)) != 0) return Status::FromErrno();
     return Status::Ok();
   };

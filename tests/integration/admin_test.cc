@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -445,6 +446,58 @@ TEST(AdminClusterTest, LocatePrefetchEvictPinPeers) {
   EXPECT_EQ(Counter(c.mnt(1), "remote_fetches"), fetches0 + 2);
   // The owner's data is never evicted.
   ExpectOneLineFailure(Admin(c.mnt(0), {"evict", c.Path(0, "big")}), "only copy");
+
+  // Pinned on B: status counts it.
+  EXPECT_EQ(IntField(AdminJson(c.mnt(1), {"pin", on_b}), "pinned"), 1);
+  EXPECT_TRUE(Field(FirstFile(AdminJson(c.mnt(1), {"locate", on_b})), "pinned"));
+  EXPECT_EQ(IntField(*AdminJson(c.mnt(1), {"status"}).Find("capacity"), "pinned_files"), 1);
+}
+
+// A volume seen from both nodes, and gc of a copy whose file was deleted on
+// its owner.
+TEST(AdminClusterTest, VolumesAcrossNodesAndGc) {
+  TEMPFS_SKIP_IF_NO_CLUSTER();
+  ClusterOptions o;
+  o.nodes = 2;
+  ClusterFixture c(o);
+  if (!c.Start()) return;
+  csi::VolumeStore on_a(c.mnt(0), "A"), on_b(c.mnt(1), "B");
+  csi::VolumeSpec spec{{"etl", "stage1", false}, 0, {csi::Retention::Kind::kKeep, 0}, "etl/producer"};
+  csi::VolumeSpec spec_b = spec;
+  spec_b.pod = "etl/consumer";
+  ASSERT_TRUE(on_a.Acquire(spec, "/pods/producer/v").ok());
+  ASSERT_TRUE(on_b.Acquire(spec_b, "/pods/consumer/v").ok());
+  ASSERT_TRUE(Write(on_a.DataDir(spec.key) + "/from-a", Pattern(30, 300000)));
+  ASSERT_TRUE(Write(on_b.DataDir(spec.key) + "/from-b", Pattern(31, 100000)));
+  std::string back;
+  ASSERT_TRUE(ReadWholeFile(on_b.DataDir(spec.key) + "/from-a", &back));
+
+  for (size_t n : {0, 1}) {
+    Json v = AdminJson(c.mnt(n), {"volumes"});
+    ASSERT_EQ(v.Find("volumes")->size(), 1u) << v.Dump();
+    const Json& vol = v.Find("volumes")->items()[0];
+    EXPECT_EQ(IntField(vol, "files"), 2);
+    EXPECT_EQ(IntField(vol, "bytes"), 400000);
+    // A holds its own file; B its own and a copy of A's.
+    EXPECT_EQ(IntField(vol, "local_bytes"), n == 0 ? 300000 : 400000) << c.name(n);
+    std::map<std::string, int64_t> owners;
+    for (const Json& o : vol.Find("nodes")->items()) owners[StrField(o, "node")] = IntField(o, "bytes");
+    EXPECT_EQ(owners, (std::map<std::string, int64_t>{{"A", 300000}, {"B", 100000}})) << vol.Dump();
+    EXPECT_EQ(IntField(vol, "publications"), 2);
+    ASSERT_EQ(vol.Find("pods_here")->size(), 1u);
+    EXPECT_EQ(vol.Find("pods_here")->items()[0].as_string(), n == 0 ? "etl/producer" : "etl/consumer");
+  }
+
+  // Deleted on A: B's copy is garbage, and gc on B removes it.
+  const uint64_t ino = InoOf(on_a.DataDir(spec.key) + "/from-a");
+  ASSERT_EQ(unlink((on_a.DataDir(spec.key) + "/from-a").c_str()), 0);
+  struct stat st;
+  ASSERT_EQ(stat(c.DataFile(1, ino).c_str(), &st), 0) << "B had no copy to collect";
+  // B's kernel may still hold the name for --cache-timeout; gc looks at the
+  // namespace, not at B's kernel.
+  Json g = AdminJson(c.mnt(1), {"gc"});
+  EXPECT_GE(IntField(g, "removed_data_files"), 1) << g.Dump();
+  EXPECT_NE(stat(c.DataFile(1, ino).c_str(), &st), 0) << "B's copy of a deleted file is still there";
 }
 
 TEST(AdminClusterTest, DrainThenStopTheNode) {

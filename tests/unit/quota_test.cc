@@ -131,6 +131,11 @@ TEST_F(QuotaTest, TruncateAndFallocateBeyondCapacityAreENOSPC) {
   EXPECT_TRUE(v().Fallocate(f.handle, 0, 0, 3 * kBlock).ok());
   EXPECT_EQ(Usage(vol), 3 * kBlock);
   EXPECT_TRUE(v().Fallocate(f.handle, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, kBlock).ok());
+  // Room kept past the end of the file would not be counted: refused, even
+  // when it fits, so that many files cannot each keep a volume's worth.
+  EXPECT_ERRNO(v().Fallocate(f.handle, FALLOC_FL_KEEP_SIZE, 2 * kBlock, 2 * kBlock), EOPNOTSUPP);
+  EXPECT_TRUE(v().Fallocate(f.handle, FALLOC_FL_KEEP_SIZE, 0, 2 * kBlock).ok()) << "within the size is fine";
+  EXPECT_EQ(Usage(vol), 3 * kBlock);
   v().Release(f.handle);
 
   // Outside any volume nothing is checked.
