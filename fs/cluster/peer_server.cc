@@ -60,7 +60,11 @@ void PeerServer::AcceptLoop() {
     if (poll(p, 2, -1) < 0) continue;
     if (p[1].revents) return;
     int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;
+    if (fd < 0) {
+      // Out of descriptors: give the others time to close some.
+      if (errno == EMFILE || errno == ENFILE) poll(nullptr, 0, 100);
+      continue;
+    }
     if (active_ >= kMaxConnections) {
       TLOG_WARN("peer %s: refused, %d connections already", PeerName(fd).c_str(), kMaxConnections);
       close(fd);

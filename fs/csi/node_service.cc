@@ -232,7 +232,7 @@ void NodeService::Maintain() {
       // The daemon was restarted under this publication: its mount is dead.
       const std::string data = store_->DataDir(p.key);
       Status st = Status::Ok();
-      if (access(data.c_str(), F_OK) != 0) st = store_->Acquire(VolumeSpec{p.key, 0, p.retention}, p.target);
+      if (access(data.c_str(), F_OK) != 0) st = store_->Acquire(VolumeSpec{p.key, store_->Capacity(p.key), p.retention}, p.target);
       if (st.ok()) st = BindMount(data, p.target, p.readonly);
       if (st.ok()) {
         TLOG_INFO("csi: volume %s: re-bound at %s after the tempfs mount came back", p.key.RelPath().c_str(),

@@ -1,5 +1,7 @@
 #include "csi/volume_store.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -23,6 +25,31 @@ std::string Get(const std::map<std::string, std::string>& m, const std::string& 
   auto it = m.find(key);
   return it == m.end() ? "" : it->second;
 }
+
+// Serializes changes to the volumes between processes on this node (the CSI
+// plugin and tempfs-admin gc): an flock on MNT/.tempfs-csi/lock, released
+// when the guard goes. Best effort: without the lock file (a dead mount) the
+// operation goes on unlocked, and fails or succeeds on its own.
+class StateLock {
+ public:
+  explicit StateLock(const std::string& mnt) {
+    const std::string dir = mnt + "/" + kStateDir;
+    if (!MakeDirs(dir, 0755).ok()) return;
+    fd_ = open((dir + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ >= 0) {
+      while (flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
+      }
+    }
+  }
+  ~StateLock() {
+    if (fd_ >= 0) close(fd_);
+  }
+  StateLock(const StateLock&) = delete;
+  StateLock& operator=(const StateLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
 
 }  // namespace
 
@@ -83,6 +110,7 @@ std::string VolumeStore::MarkerPath(const VolumeKey& key, const std::string& tar
 }
 
 Status VolumeStore::Acquire(const VolumeSpec& spec, const std::string& target) {
+  StateLock lock(mnt_);
   const std::string data = DataDir(spec.key);
   TEMPFS_RETURN_IF_ERROR(MakeDirs(data.substr(0, data.rfind('/')), 0755));
   bool created = false;
@@ -108,6 +136,7 @@ Status VolumeStore::Acquire(const VolumeSpec& spec, const std::string& target) {
 }
 
 Status VolumeStore::Release(const VolumeKey& key, const std::string& target, const Retention& fallback) {
+  StateLock lock(mnt_);
   const std::string marker = MarkerPath(key, target);
   if (unlink(marker.c_str()) != 0 && errno != ENOENT) return Status::FromErrno("unlink " + marker);
   const std::string state = StateDir(key);
@@ -177,6 +206,7 @@ bool VolumeStore::CollectIfExpired(const VolumeKey& key, int64_t now_unix) {
 }
 
 std::vector<std::string> VolumeStore::CollectExpired(int64_t now_unix) {
+  StateLock lock(mnt_);
   std::vector<std::string> deleted;
   auto collect = [&](const VolumeKey& key) {
     if (CollectIfExpired(key, now_unix)) deleted.push_back(key.RelPath());

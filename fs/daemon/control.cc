@@ -145,10 +145,13 @@ void ControlServer::Stop() {
     accept_.join();
   }
   {
-    // Long commands see `stopping_` at their next progress line.
+    // Connections are shut down: long commands fail at their next progress
+    // line or stop check, and every command's work is bounded, so the wait
+    // ends (the threads use this object until they are done).
     std::unique_lock lock(mu_);
     stopping_ = true;
-    idle_.wait_for(lock, std::chrono::seconds(30), [&] { return active_ == 0; });
+    for (int fd : clients_) shutdown(fd, SHUT_RDWR);
+    idle_.wait(lock, [&] { return active_ == 0; });
   }
   if (listen_fd_ >= 0) {
     close(listen_fd_);
@@ -167,7 +170,11 @@ void ControlServer::AcceptLoop() {
     if (poll(p, 2, -1) < 0) continue;
     if (p[1].revents) return;
     int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;
+    if (fd < 0) {
+      // Out of descriptors: give the others time to close some.
+      if (errno == EMFILE || errno == ENFILE) poll(nullptr, 0, 100);
+      continue;
+    }
     {
       std::lock_guard lock(mu_);
       if (active_ >= kMaxConnections) {
@@ -176,11 +183,13 @@ void ControlServer::AcceptLoop() {
         continue;
       }
       active_++;
+      clients_.insert(fd);
     }
     std::thread([this, fd] {
       Serve(fd);
-      close(fd);
       std::lock_guard lock(mu_);
+      clients_.erase(fd);
+      close(fd);
       active_--;
       idle_.notify_all();
     }).detach();
@@ -208,11 +217,7 @@ void ControlServer::Serve(int fd) {
     return;
   }
   auto progress = [&](Json p) {
-    {
-      std::lock_guard lock(mu_);
-      if (stopping_) return false;
-    }
-    return WriteLine(fd, Json::Object().Set("progress", std::move(p)));
+    return !Stopping() && WriteLine(fd, Json::Object().Set("progress", std::move(p)));
   };
   auto result = Handle(*request, progress);
   if (!result.ok()) {
@@ -220,6 +225,11 @@ void ControlServer::Serve(int fd) {
     return;
   }
   WriteLine(fd, Json::Object().Set("ok", true).Set("result", std::move(*result)));
+}
+
+bool ControlServer::Stopping() {
+  std::lock_guard lock(mu_);
+  return stopping_;
 }
 
 Result<Json> ControlServer::Handle(const Json& request, const std::function<bool(Json)>& progress) {
@@ -394,6 +404,7 @@ Result<Json> ControlServer::Tree(const Json& request) {
   };
   if (!S_ISDIR(top->mode)) count_file(*root);
   while (!stack.empty()) {
+    if (Stopping()) return Status::Err(ECANCELED, "the daemon is stopping");
     Ino dir = stack.back();
     stack.pop_back();
     dirs++;
@@ -477,7 +488,13 @@ Result<Json> ControlServer::Drain(const std::function<bool(Json)>& progress) {
                             .Set("bytes_total", p.bytes_total)
                             .Set("bytes_done", p.bytes_done));
       },
-      std::chrono::seconds(60));
+      std::chrono::seconds(60), [this] {
+        uint64_t total = 0;
+        if (ctx_.peer_server != nullptr) {
+          for (auto& [node, bytes] : ctx_.peer_server->BytesServed()) total += bytes;
+        }
+        return total;
+      });
   if (!st.ok()) return st;
   return Json::Object()
       .Set("files", last.files_done)

@@ -31,6 +31,7 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -79,6 +80,7 @@ class ControlServer {
 
  private:
   void AcceptLoop();
+  bool Stopping();
   void Serve(int fd);
   // Runs one request; `progress` sends a progress line.
   Result<Json> Handle(const Json& request, const std::function<bool(Json)>& progress);
@@ -97,6 +99,7 @@ class ControlServer {
   int active_ = 0;  // guarded by mu_
   std::condition_variable idle_;
   bool stopping_ = false;  // guarded by mu_
+  std::set<int> clients_;  // guarded by mu_: connections being served
   std::string metrics_address_;  // guarded by mu_
 };
 

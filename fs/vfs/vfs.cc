@@ -825,6 +825,7 @@ Status Vfs::Pin(Ino ino, bool pinned) {
 }
 
 void Vfs::SavePins() {
+  std::lock_guard save(pins_save_mu_);  // one writer of pins.tmp at a time
   std::string text;
   {
     std::lock_guard lock(mu_);
@@ -919,8 +920,22 @@ Status Vfs::Adopt(Ino ino, uint64_t version, uint32_t from) {
   return Status::Ok();
 }
 
-Status Vfs::Drain(const std::function<bool(const DrainProgress&)>& progress, std::chrono::milliseconds stall_limit) {
+Status Vfs::Drain(const std::function<bool(const DrainProgress&)>& progress, std::chrono::milliseconds stall_limit,
+                  const std::function<uint64_t()>& bytes_moved) {
   if (!clustered()) return Status::Err(EINVAL, "not in cluster mode: there is no other node to take the data");
+  // Files written here while a pass runs are owned here again: passes go on
+  // until one finds nothing, a few at most.
+  DrainProgress p;
+  for (int pass = 0; pass < 3; pass++) {
+    bool nothing_owned = false;
+    TEMPFS_RETURN_IF_ERROR(DrainPass(progress, stall_limit, bytes_moved, p, &nothing_owned));
+    if (nothing_owned) return Status::Ok();
+  }
+  return Status::Err(EAGAIN, "files are still being written on this node; stop the writers and drain again");
+}
+
+Status Vfs::DrainPass(const std::function<bool(const DrainProgress&)>& progress, std::chrono::milliseconds stall_limit,
+                      const std::function<uint64_t()>& bytes_moved, DrainProgress& p, bool* nothing_owned) {
   auto live = options_.cluster.transport->LiveNodes();
   if (!live.ok()) return live.status();
   std::vector<uint32_t> targets;
@@ -936,7 +951,6 @@ Status Vfs::Drain(const std::function<bool(const DrainProgress&)>& progress, std
     std::chrono::steady_clock::time_point asked_at;
   };
   std::vector<Item> todo;
-  DrainProgress p;
   auto inos = store_->ListData();
   if (!inos.ok()) return inos.status();
   for (Ino ino : *inos) {
@@ -948,10 +962,12 @@ Status Vfs::Drain(const std::function<bool(const DrainProgress&)>& progress, std
     todo.push_back(it);
     p.bytes_total += a->size;
   }
-  p.files_total = todo.size();
+  p.files_total += todo.size();
+  *nothing_owned = todo.empty();
   if (!progress(p)) return Status::Err(ECANCELED, "drain cancelled");
   constexpr size_t kInFlight = 4;
   auto last_progress = std::chrono::steady_clock::now(), last_report = last_progress;
+  uint64_t moved = bytes_moved ? bytes_moved() : 0;
   size_t next = 0;
   std::vector<Item> flying;
   while (next < todo.size() || !flying.empty()) {
@@ -995,6 +1011,15 @@ Status Vfs::Drain(const std::function<bool(const DrainProgress&)>& progress, std
     if (std::chrono::steady_clock::now() - last_report > std::chrono::seconds(1)) {
       last_report = std::chrono::steady_clock::now();
       if (!progress(p)) return Status::Err(ECANCELED, "drain cancelled");
+    }
+    // Bytes on their way to the other nodes count as progress too: one big
+    // file may take longer than the stall limit.
+    if (bytes_moved) {
+      uint64_t now_moved = bytes_moved();
+      if (now_moved != moved) {
+        moved = now_moved;
+        last_progress = std::chrono::steady_clock::now();
+      }
     }
     if (std::chrono::steady_clock::now() - last_progress > stall_limit) {
       return Status::Err(ETIMEDOUT, "drain made no progress for " + std::to_string(stall_limit.count() / 1000) +

@@ -200,9 +200,12 @@ class Vfs {
   Status Adopt(Ino ino, uint64_t version, uint32_t from);
   // Drain, giving side: hands every file this node owns to the other live
   // nodes and waits until each has taken over (or was deleted or rewritten
-  // elsewhere). Fails with ETIMEDOUT after `stall_limit` without progress,
-  // ECANCELED when `progress` returns false.
-  Status Drain(const std::function<bool(const DrainProgress&)>& progress, std::chrono::milliseconds stall_limit);
+  // elsewhere), until a pass finds nothing this node owns. Fails with
+  // ETIMEDOUT after `stall_limit` without a file done or a byte moved
+  // (`bytes_moved`, if given, counts bytes served to peers), ECANCELED when
+  // `progress` returns false, EAGAIN if writers here keep making new data.
+  Status Drain(const std::function<bool(const DrainProgress&)>& progress, std::chrono::milliseconds stall_limit,
+               const std::function<uint64_t()>& bytes_moved = {});
   bool clustered() const { return options_.cluster.self != 0; }
 
   Result<std::string> GetXattr(Ino ino, std::string_view name);
@@ -290,6 +293,10 @@ class Vfs {
   // Drain: records this node as the owner of `version` of `ino`.
   Status TakeOver(Ino ino, uint64_t version);
   void SavePins();
+  // One pass of Drain over what this node owns now; `nothing_owned` tells
+  // whether it found nothing to hand over.
+  Status DrainPass(const std::function<bool(const DrainProgress&)>& progress, std::chrono::milliseconds stall_limit,
+                   const std::function<uint64_t()>& bytes_moved, DrainProgress& p, bool* nothing_owned);
   void LoadPins();
 
   std::unique_ptr<MetaEngine> meta_;
@@ -302,6 +309,7 @@ class Vfs {
   std::list<Ino> lru_;                                 // guarded by mu_
   std::unordered_map<Ino, std::list<Ino>::iterator> lru_pos_;  // guarded by mu_
   std::set<Ino> pinned_;                                        // guarded by mu_
+  std::mutex pins_save_mu_;                                     // taken before mu_, by SavePins
   std::unordered_map<Ino, uint64_t> adopting_;                  // guarded by mu_: ino -> version
   std::unordered_map<Ino, uint64_t> own_seq_;                   // guarded by mu_ (see OwnSeqLocked)
   std::condition_variable fetches_done_;

@@ -515,9 +515,11 @@ TEST(AdminClusterTest, DrainThenStopTheNode) {
   // One of them B has already read: its copy is taken over without a copy.
   std::string back;
   ASSERT_TRUE(ReadWholeFile(c.Path(1, "d/f0"), &back));
+  const int64_t fetches_b = Counter(c.mnt(1), "remote_fetches");
 
   Json d = AdminJson(c.mnt(0), {"drain"});
   EXPECT_EQ(IntField(d, "files"), 6);
+  EXPECT_EQ(Counter(c.mnt(1), "remote_fetches"), fetches_b + 5) << "f0 was copied again";
   for (int i = 0; i < 6; i++) {
     Json loc = FirstFile(AdminJson(c.mnt(1), {"locate", c.Path(1, "d/f" + std::to_string(i))}));
     EXPECT_EQ(StrField(loc, "owner"), "B") << i;
