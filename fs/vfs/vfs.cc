@@ -105,20 +105,37 @@ void Vfs::AddLookup(const Attr& attr) {
 
 void Vfs::NameRemoved(const Attr& attr) {
   if (attr.nlink != 0) return;
+  bool referenced = false, open = false;
   {
     std::lock_guard lock(mu_);
     auto it = refs_.find(attr.ino);
     if (it != refs_.end()) {
       it->second.unlinked = true;
-      if (it->second.lookups != 0 || it->second.opens != 0) return;
-      refs_.erase(it);
+      referenced = it->second.lookups != 0 || it->second.opens != 0;
+      open = it->second.opens != 0;
+      if (!referenced) refs_.erase(it);
     }
   }
-  DropInode(attr.ino, attr.project);
+  if (!referenced) return DropInode(attr.ino, attr.project);
+  if (!open) UnchargeIfUnused(attr.ino, attr.project);
+}
+
+void Vfs::UnchargeIfUnused(Ino ino, Ino project) {
+  auto quota = QuotaOf(project);
+  if (!quota) return;
+  std::lock_guard ql(quota->mu);  // before mu_, as everywhere
+  {
+    std::lock_guard lock(mu_);
+    auto it = refs_.find(ino);
+    if (it == refs_.end() || !it->second.unlinked || it->second.opens > 0 || it->second.uncharged) return;
+    it->second.uncharged = true;
+  }
+  if (quota->counted) quota->usage -= std::min(quota->usage, QuotaCharge(DataSize(ino, -1)));
 }
 
 void Vfs::Forget(Ino ino, uint64_t count) {
   Ino project = 0;
+  bool charged = true;
   {
     std::lock_guard lock(mu_);
     auto it = refs_.find(ino);
@@ -128,16 +145,17 @@ void Vfs::Forget(Ino ino, uint64_t count) {
     if (r.lookups != 0 || r.opens != 0) return;
     bool unlinked = r.unlinked;
     project = r.project;
+    charged = !r.uncharged;
     refs_.erase(it);
     if (!unlinked) return;
   }
-  DropInode(ino, project);
+  DropInode(ino, project, charged);
 }
 
-void Vfs::DropInode(Ino ino, Ino project) {
+void Vfs::DropInode(Ino ino, Ino project, bool charged) {
   // Data first: a crash in between leaves an orphan record, dropped at the next start.
   Status st;
-  if (auto quota = QuotaOf(project)) {
+  if (auto quota = charged ? QuotaOf(project) : nullptr) {
     // Not WithinQuota: a count made now would already leave this inode out.
     std::lock_guard lock(quota->mu);
     uint64_t charge = QuotaCharge(DataSize(ino, -1));
@@ -486,9 +504,15 @@ Result<FileHandle*> Vfs::Open(const Caller& caller, Ino ino, int flags) {
   // Counted open from the start: evictions and garbage collection leave the
   // data of open files alone, so nothing removes the local copy between the
   // checks below and the open of the data file.
+  bool reopened_unlinked = false;
   {
     std::lock_guard lock(mu_);
-    refs_[ino].opens++;
+    InodeRefs& r = refs_[ino];
+    r.opens++;
+    // Opened again after its last name went (through /proc/PID/fd): its
+    // space counts again.
+    reopened_unlinked = r.uncharged;
+    r.uncharged = false;
   }
   struct Pending {
     Vfs* vfs;
@@ -535,6 +559,10 @@ Result<FileHandle*> Vfs::Open(const Caller& caller, Ino ino, int flags) {
   h->append = (flags & O_APPEND) != 0;
   h->quota = QuotaOf(attr.project);
   if (h->quota) h->passthrough_ok = false;
+  if (h->quota && reopened_unlinked) {
+    std::lock_guard ql(h->quota->mu);
+    if (h->quota->counted) h->quota->usage += QuotaCharge(DataSize(ino, -1));
+  }
   bool remote = clustered() && attr.owner != 0 && attr.owner != options_.cluster.self;
   if (remote) {
     auto lv = store_->LocalVersion(ino);
@@ -681,17 +709,24 @@ void Vfs::Release(FileHandle* h) {
 
 void Vfs::DropOpenRef(Ino ino) {
   Ino project = 0;
+  bool charged = true, unused = false;
   {
     std::lock_guard lock(mu_);
     auto it = refs_.find(ino);
     if (it == refs_.end()) return;
     InodeRefs& r = it->second;
     if (r.opens > 0) r.opens--;
-    if (r.opens != 0 || r.lookups != 0 || !r.unlinked) return;
     project = r.project;
-    refs_.erase(it);
+    if (r.opens == 0 && r.lookups != 0 && r.unlinked) {
+      unused = true;
+    } else {
+      if (r.opens != 0 || r.lookups != 0 || !r.unlinked) return;
+      charged = !r.uncharged;
+      refs_.erase(it);
+    }
   }
-  DropInode(ino, project);
+  if (unused) return UnchargeIfUnused(ino, project);
+  DropInode(ino, project, charged);
 }
 
 Status Vfs::Fsync(FileHandle* h, bool datasync) {

@@ -237,12 +237,19 @@ class Vfs {
     uint32_t opens = 0;
     bool unlinked = false;
     Ino project = 0;  // as last seen: saves a metadata read per open
+    // Unlinked and not open: its space no longer counts against its project
+    // (the kernel may hold the inode a while longer before forgetting it).
+    bool uncharged = false;
   };
   void AddLookup(const Attr& attr);
   // Called when `attr` lost a name: drops it if nothing refers to it anymore.
   void NameRemoved(const Attr& attr);
-  // Requires the entry erased from refs_ already. `project`: its project.
-  void DropInode(Ino ino, Ino project);
+  // Requires the entry erased from refs_ already. `project`: its project;
+  // `charged`: whether its space still counts there.
+  void DropInode(Ino ino, Ino project, bool charged = true);
+  // An unlinked inode that nothing has open: its project gets the space back
+  // now, not when the kernel gets round to forgetting the inode.
+  void UnchargeIfUnused(Ino ino, Ino project);
   // The limited project `project` (null: none, or no capacity).
   std::shared_ptr<Project> QuotaOf(Ino project);
   // Size of the local data of `ino` (open as `fd`, or -1); 0 if none.

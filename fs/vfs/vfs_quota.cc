@@ -83,7 +83,7 @@ Status Vfs::CountUsage(Project& p) {
   {
     std::lock_guard lock(mu_);
     for (const auto& [ino, r] : refs_) {
-      if (r.unlinked && r.project == p.root && !seen.count(ino)) unlinked.push_back(ino);
+      if (r.unlinked && !r.uncharged && r.project == p.root && !seen.count(ino)) unlinked.push_back(ino);
     }
   }
   for (Ino ino : unlinked) usage += QuotaCharge(DataSize(ino, -1));

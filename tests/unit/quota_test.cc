@@ -161,9 +161,20 @@ TEST_F(QuotaTest, FreedSpaceCanBeWrittenAgain) {
   ASSERT_TRUE(v().Unlink(vol, "f").ok());
   EXPECT_EQ(Write(g.handle, 0, 1), -ENOSPC);
   v().Release(*held);
-  v().Forget(f.attr.ino, 1);
+  // Closed and nameless, the space is back at once, even though the kernel
+  // forgets the inode only later (the FUSE forget is asynchronous).
   EXPECT_EQ(Usage(vol), 0u);
   EXPECT_EQ(Write(g.handle, 0, 2 * kBlock), static_cast<int64_t>(2 * kBlock));
+  v().Forget(f.attr.ino, 1);
+  EXPECT_EQ(Usage(vol), 2 * kBlock) << "the forget took the space back twice";
+  v().Release(g.handle);
+
+  // Unlinked while only known to the kernel (not open): back at once too.
+  ASSERT_TRUE(v().Unlink(vol, "g").ok());
+  EXPECT_EQ(Usage(vol), 0u);
+  v().Forget(g.attr.ino, 1);
+  EXPECT_EQ(Usage(vol), 0u);
+  g = Create(vol, "g");
   v().Release(g.handle);
 
   // O_TRUNC frees it too.
