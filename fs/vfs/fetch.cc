@@ -18,18 +18,29 @@ Fetch::Fetch(LocalStore& store, PeerTransport& transport, const Attr& attr,
 
 Fetch::~Fetch() {
   if (fd_ >= 0) close(fd_);
+  if (read_fd_ >= 0) close(read_fd_);
 }
 
 Status Fetch::Start() {
   auto fd = store_.CreatePart(attr_.ino);
   if (!fd.ok()) return fd.status();
   fd_ = *fd;
+  // Opened now: once the copy is complete its .part name is gone (renamed
+  // into place), maybe before a reader that started it gets to open it.
+  auto rfd = store_.OpenPart(attr_.ino, O_RDONLY);
+  if (!rfd.ok()) return rfd.status();
+  read_fd_ = *rfd;
   start_ = std::chrono::steady_clock::now();
   std::thread([self = shared_from_this()] { self->Run(); }).detach();
   return Status::Ok();
 }
 
-Result<int> Fetch::OpenForRead() { return store_.OpenPart(attr_.ino, O_RDONLY); }
+Result<int> Fetch::OpenForRead() {
+  // Readers read at explicit offsets: sharing the file offset does not matter.
+  int fd = fcntl(read_fd_, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return Status::FromErrno("dup the copy's descriptor");
+  return fd;
+}
 
 namespace {
 

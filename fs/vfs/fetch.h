@@ -52,6 +52,7 @@ class Fetch : public std::enable_shared_from_this<Fetch> {
   const Attr attr_;
   std::function<void(const Fetch&)> done_;
   int fd_ = -1;
+  int read_fd_ = -1;  // of the copy, for OpenForRead (valid after the rename)
   std::chrono::steady_clock::time_point start_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
