@@ -764,6 +764,7 @@ Status Vfs::RemoveXattr(Ino ino, std::string_view name) {
   Status st = meta_->RemoveXattr(ino, name);
   if (st.ok() && name == kCapacityXattr) {
     std::lock_guard lock(quota_mu_);
+    LiftProjectLocked(ino);
     projects_[ino] = nullptr;
   }
   return st;

@@ -300,6 +300,11 @@ class Vfs {
   // Drain: records this node as the owner of `version` of `ino`.
   Status TakeOver(Ino ino, uint64_t version);
   void SavePins();
+  // A root's Project: the one of a lifted limit if files still hold it, else
+  // a new one. Requires quota_mu_.
+  std::shared_ptr<Project> ProjectObjectLocked(Ino root);
+  // Forgets a root's limit, keeping its object for ProjectObjectLocked.
+  void LiftProjectLocked(Ino root);
   // One pass of Drain over what this node owns now; `nothing_owned` tells
   // whether it found nothing to hand over.
   Status DrainPass(const std::function<bool(const DrainProgress&)>& progress, std::chrono::milliseconds stall_limit,
@@ -322,6 +327,8 @@ class Vfs {
   std::condition_variable fetches_done_;
   std::mutex quota_mu_;  // taken before a Project's own lock, never after
   std::unordered_map<Ino, std::shared_ptr<Project>> projects_;  // guarded by quota_mu_; null: no limit
+  // Projects whose limit was lifted, as long as open files still use them.
+  std::unordered_map<Ino, std::weak_ptr<Project>> lifted_;  // guarded by quota_mu_
   VfsCounters counters_;
 };
 

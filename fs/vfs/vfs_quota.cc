@@ -34,11 +34,34 @@ std::shared_ptr<Project> Vfs::QuotaOf(Ino project) {
   auto value = meta_->GetXattr(project, kCapacityXattr);
   auto capacity = value.ok() ? ParseCapacity(*value) : Result<uint64_t>(value.status());
   if (capacity.ok()) {
-    p = std::make_shared<Project>(project);
+    p = ProjectObjectLocked(project);
+    std::lock_guard pl(p->mu);
     p->capacity = *capacity;
   }
   projects_[project] = p;
   return p;
+}
+
+std::shared_ptr<Project> Vfs::ProjectObjectLocked(Ino root) {
+  // Files opened while the limit was lifted or before still hold the old
+  // object: a limit set again must count with them, not beside them.
+  if (auto it = lifted_.find(root); it != lifted_.end()) {
+    auto old = it->second.lock();
+    lifted_.erase(it);
+    if (old) {
+      std::lock_guard pl(old->mu);
+      old->counted = false;
+      return old;
+    }
+  }
+  return std::make_shared<Project>(root);
+}
+
+void Vfs::LiftProjectLocked(Ino root) {
+  auto it = projects_.find(root);
+  if (it == projects_.end()) return;
+  if (it->second) lifted_[root] = it->second;
+  projects_.erase(it);
 }
 
 uint64_t Vfs::DataSize(Ino ino, int fd) {
@@ -165,7 +188,7 @@ Status Vfs::MakeQuotaRoot(Ino ino, uint64_t capacity) {
   {
     std::lock_guard lock(quota_mu_);
     auto& slot = projects_[ino];
-    if (!slot) slot = std::make_shared<Project>(ino);
+    if (!slot) slot = ProjectObjectLocked(ino);
     p = slot;
   }
   std::lock_guard lock(p->mu);
@@ -215,7 +238,7 @@ void Vfs::RecountQuotas() {
     if (!capacity.ok()) {
       // Limit lifted (or root gone) elsewhere: open files keep the old one.
       std::lock_guard lock(quota_mu_);
-      if (auto it = projects_.find(p->root); it != projects_.end() && it->second == p) projects_.erase(it);
+      if (auto it = projects_.find(p->root); it != projects_.end() && it->second == p) LiftProjectLocked(p->root);
       continue;
     }
     std::lock_guard lock(p->mu);

@@ -197,6 +197,22 @@ TEST_F(QuotaTest, UsageIsCountedAgainAfterRecount) {
   v().Release(f.handle);
 }
 
+// A limit lifted and set again while a file is open: the open file and new
+// ones share one count.
+TEST_F(QuotaTest, LimitSetAgainCountsOpenFilesOnce) {
+  Ino vol = Volume("vol", 2 * kBlock);
+  auto f = Create(vol, "f");
+  ASSERT_TRUE(v().RemoveXattr(vol, kCapacityXattr).ok());
+  ASSERT_TRUE(v().SetXattr(vol, kCapacityXattr, std::to_string(2 * kBlock), 0).ok());
+  auto g = Create(vol, "g");
+  ASSERT_EQ(Write(g.handle, 0, 1), 1);
+  EXPECT_EQ(Write(f.handle, 0, 2 * kBlock), static_cast<int64_t>(kBlock)) << "one block was left";
+  EXPECT_EQ(Write(g.handle, kBlock, 1), -ENOSPC) << "two counts for one volume";
+  EXPECT_EQ(Usage(vol), 2 * kBlock);
+  v().Release(f.handle);
+  v().Release(g.handle);
+}
+
 TEST_F(QuotaTest, RenameAndLinkAcrossProjectsAreEXDEV) {
   Ino a = Volume("a", 1 << 20), b = Volume("b", 1 << 20);
   Ino sub = Mkdir(a, "sub");
