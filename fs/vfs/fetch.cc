@@ -184,13 +184,19 @@ void Fetch::Run() {
   }
   {
     std::lock_guard lock(mu_);
-    finished_ = true;
     result_ = st;
     if (st.ok()) ready_ = size;
     end_ = std::chrono::steady_clock::now();
   }
-  cv_.notify_all();
+  cv_.notify_all();  // readers of the prefix may go on
+  // The owner's bookkeeping (counters, cache order, a take-over) is done
+  // before anyone waiting sees the copy finished.
   done_(*this);
+  {
+    std::lock_guard lock(mu_);
+    finished_ = true;
+  }
+  cv_.notify_all();
 }
 
 Status Fetch::WaitFor(uint64_t end, std::chrono::milliseconds timeout) {

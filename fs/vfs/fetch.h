@@ -22,7 +22,8 @@ namespace tempfs {
 
 class Fetch : public std::enable_shared_from_this<Fetch> {
  public:
-  // `done` is called once, from the fetch thread, when it ends.
+  // `done` is called once, from the fetch thread, when the copy has ended
+  // (result() is set), before finished() turns true for the waiters.
   Fetch(LocalStore& store, PeerTransport& transport, const Attr& attr,
         std::function<void(const Fetch&)> done);
   ~Fetch();
