@@ -184,7 +184,7 @@ Node PickNode(const std::string& mnt) {
   }
   struct stat st;
   if (stat(n.mountpoint.c_str(), &st) != 0) {
-    Fail(errno == ENOTCONN ? "the tempfs daemon of " + n.mountpoint + " is not running (dead mount)"
+    Fail(IsDeadMountErrno(errno) ? "the tempfs daemon of " + n.mountpoint + " is not running (dead mount)"
                            : n.mountpoint + ": " + strerror(errno));
   }
   n.dev = st.st_dev;

@@ -15,9 +15,6 @@
 namespace tempfs::csi {
 namespace {
 
-// Errors a FUSE mount without a daemon gives.
-bool IsDeadMountErrno(int err) { return err == ENOTCONN || err == ECONNABORTED; }
-
 // Stacked mounts on one path are rare; this bounds a loop that should end
 // after one or two rounds.
 constexpr int kMaxStackedMounts = 32;

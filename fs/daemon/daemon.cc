@@ -78,7 +78,7 @@ Status Precheck(const std::string& store, const std::string& mnt) {
   if (stat(store.c_str(), &st) != 0) return Status::FromErrno("store " + store);
   if (!S_ISDIR(st.st_mode)) return Status::Err(ENOTDIR, "store " + store);
   if (auto m = FindMount(mnt)) {
-    if (stat(mnt.c_str(), &st) != 0 && errno == ENOTCONN) {
+    if (stat(mnt.c_str(), &st) != 0 && IsDeadMountErrno(errno)) {
       return Status::Err(EBUSY, mnt + " holds a dead tempfs mount; run 'tempfs umount " + mnt + "' first");
     }
     return Status::Err(EBUSY, mnt + " is already a mount point (" + m->fstype + ")");
@@ -425,7 +425,7 @@ int RunUmount(const std::string& mountpoint, bool lazy) {
   if (umount2(mnt.c_str(), lazy ? MNT_DETACH : 0) != 0) {
     int err = errno;
     struct stat st;
-    bool dead = stat(mnt.c_str(), &st) != 0 && errno == ENOTCONN;
+    bool dead = stat(mnt.c_str(), &st) != 0 && IsDeadMountErrno(errno);
     if (err == EBUSY && dead) {
       // A killed daemon's mount that something still uses: detach it so a new
       // mount can take its place; users see ENOTCONN until they let go.

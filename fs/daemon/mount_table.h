@@ -1,6 +1,7 @@
 // Reading the mount table and naming paths the way it does.
 #pragma once
 
+#include <cerrno>
 #include <optional>
 #include <string>
 #include <vector>
@@ -22,6 +23,9 @@ std::vector<MountEntry> AllMounts();
 std::string LexicalAbsolute(const std::string& path);
 // The topmost mount at exactly `abs_path`, if any.
 std::optional<MountEntry> FindMount(const std::string& abs_path);
+// Whether a failed stat() of a FUSE mount point means its daemon is gone:
+// ENOTCONN, or ECONNABORTED when the connection was torn down under a request.
+inline bool IsDeadMountErrno(int err) { return err == ENOTCONN || err == ECONNABORTED; }
 // The store of a tempfs mount entry ("" if it is not ours).
 std::string StoreOf(const MountEntry& m);
 
