@@ -159,4 +159,13 @@ std::string PeerName(int fd) {
   return HostPort{host, port}.ToString();
 }
 
+int AcceptUntilStopped(int listen_fd, int stop_fd) {
+  pollfd p[2] = {{listen_fd, POLLIN, 0}, {stop_fd, POLLIN, 0}};
+  if (poll(p, 2, -1) < 0) return -1;
+  if (p[1].revents) return kAcceptStopped;
+  int fd = accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+  if (fd < 0 && (errno == EMFILE || errno == ENFILE)) poll(nullptr, 0, 100);
+  return fd < 0 ? -1 : fd;
+}
+
 }  // namespace tempfs

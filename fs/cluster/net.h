@@ -25,4 +25,11 @@ Status ReadFull(int fd, void* buf, size_t n);
 Status WriteFull(int fd, const void* buf, size_t n);
 std::string PeerName(int fd);
 
+// Accept loops: waits for a connection on `listen_fd` until `stop_fd` becomes
+// readable. Returns the accepted descriptor (close-on-exec), -1 when the
+// caller should simply call again, or kAcceptStopped. Out of descriptors, it
+// waits a little before returning -1, so a loop does not spin.
+constexpr int kAcceptStopped = -2;
+int AcceptUntilStopped(int listen_fd, int stop_fd);
+
 }  // namespace tempfs

@@ -49,6 +49,13 @@ void PeerServer::Stop() {
   ssize_t n = write(stop_pipe_[1], &c, 1);
   (void)n;
   accept_.join();
+  {
+    // Connection threads use this object: end their connections (an idle
+    // one would otherwise wait a minute) and wait for them.
+    std::unique_lock lock(mu_);
+    for (int fd : clients_) shutdown(fd, SHUT_RDWR);
+    idle_.wait(lock, [&] { return clients_.empty(); });
+  }
   close(listen_fd_);
   close(stop_pipe_[0]);
   close(stop_pipe_[1]);
@@ -56,25 +63,24 @@ void PeerServer::Stop() {
 
 void PeerServer::AcceptLoop() {
   for (;;) {
-    pollfd p[2] = {{listen_fd_, POLLIN, 0}, {stop_pipe_[0], POLLIN, 0}};
-    if (poll(p, 2, -1) < 0) continue;
-    if (p[1].revents) return;
-    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) {
-      // Out of descriptors: give the others time to close some.
-      if (errno == EMFILE || errno == ENFILE) poll(nullptr, 0, 100);
-      continue;
+    int fd = AcceptUntilStopped(listen_fd_, stop_pipe_[0]);
+    if (fd == kAcceptStopped) return;
+    if (fd < 0) continue;
+    {
+      std::lock_guard lock(mu_);
+      if (clients_.size() >= kMaxConnections) {
+        TLOG_WARN("peer %s: refused, %d connections already", PeerName(fd).c_str(), kMaxConnections);
+        close(fd);
+        continue;
+      }
+      clients_.insert(fd);
     }
-    if (active_ >= kMaxConnections) {
-      TLOG_WARN("peer %s: refused, %d connections already", PeerName(fd).c_str(), kMaxConnections);
-      close(fd);
-      continue;
-    }
-    active_++;
     std::thread([this, fd] {
       Serve(fd);
+      std::lock_guard lock(mu_);
+      clients_.erase(fd);
       close(fd);
-      active_--;
+      idle_.notify_all();
     }).detach();
   }
 }

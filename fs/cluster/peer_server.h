@@ -8,7 +8,9 @@
 
 #include <atomic>
 #include <map>
+#include <condition_variable>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -40,9 +42,10 @@ class PeerServer {
   int listen_fd_ = -1;
   int stop_pipe_[2] = {-1, -1};
   std::thread accept_;
-  std::atomic<int> active_{0};
   std::mutex mu_;
   std::map<uint32_t, uint64_t> served_;  // guarded by mu_
+  std::set<int> clients_;                // guarded by mu_: connections being served
+  std::condition_variable idle_;
 };
 
 }  // namespace tempfs

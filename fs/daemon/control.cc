@@ -11,6 +11,7 @@
 #include <map>
 #include <vector>
 
+#include "cluster/net.h"
 #include "cluster/peer_client.h"
 #include "cluster/peer_server.h"
 #include "cluster/registry.h"
@@ -166,15 +167,9 @@ void ControlServer::Stop() {
 
 void ControlServer::AcceptLoop() {
   for (;;) {
-    pollfd p[2] = {{listen_fd_, POLLIN, 0}, {stop_pipe_[0], POLLIN, 0}};
-    if (poll(p, 2, -1) < 0) continue;
-    if (p[1].revents) return;
-    int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) {
-      // Out of descriptors: give the others time to close some.
-      if (errno == EMFILE || errno == ENFILE) poll(nullptr, 0, 100);
-      continue;
-    }
+    int fd = AcceptUntilStopped(listen_fd_, stop_pipe_[0]);
+    if (fd == kAcceptStopped) return;
+    if (fd < 0) continue;
     {
       std::lock_guard lock(mu_);
       if (active_ >= kMaxConnections) {
