@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <thread>
 
 namespace tempfs {
 
@@ -166,6 +167,34 @@ int AcceptUntilStopped(int listen_fd, int stop_fd) {
   int fd = accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
   if (fd < 0 && (errno == EMFILE || errno == ENFILE)) poll(nullptr, 0, 100);
   return fd < 0 ? -1 : fd;
+}
+
+bool ConnectionSet::Spawn(int fd, std::function<void(int)> serve) {
+  {
+    std::lock_guard lock(mu_);
+    if (closing_ || fds_.size() >= max_) return false;
+    fds_.insert(fd);
+  }
+  std::thread([this, fd, serve = std::move(serve)] {
+    serve(fd);
+    std::lock_guard lock(mu_);
+    fds_.erase(fd);
+    close(fd);
+    idle_.notify_all();
+  }).detach();
+  return true;
+}
+
+void ConnectionSet::CloseAll() {
+  std::unique_lock lock(mu_);
+  closing_ = true;
+  for (int fd : fds_) shutdown(fd, SHUT_RDWR);
+  idle_.wait(lock, [&] { return fds_.empty(); });
+}
+
+bool ConnectionSet::closing() const {
+  std::lock_guard lock(mu_);
+  return closing_;
 }
 
 }  // namespace tempfs

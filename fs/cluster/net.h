@@ -3,6 +3,10 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <set>
 #include <string>
 
 #include "common/status.h"
@@ -31,5 +35,26 @@ std::string PeerName(int fd);
 // waits a little before returning -1, so a loop does not spin.
 constexpr int kAcceptStopped = -2;
 int AcceptUntilStopped(int listen_fd, int stop_fd);
+
+// The connections a server serves, each on its own thread: at most `max` at
+// once, and all ended together when the server stops. Thread-safe.
+class ConnectionSet {
+ public:
+  explicit ConnectionSet(size_t max) : max_(max) {}
+  // Serves `fd` with `serve` on a new thread, which closes `fd` after it.
+  // False when full or closing: `fd` is left to the caller.
+  bool Spawn(int fd, std::function<void(int)> serve);
+  // Shuts every connection down (their reads and writes fail at once) and
+  // waits until their threads are done. Spawn refuses from then on.
+  void CloseAll();
+  bool closing() const;
+
+ private:
+  const size_t max_;
+  mutable std::mutex mu_;
+  std::condition_variable idle_;
+  std::set<int> fds_;     // guarded by mu_
+  bool closing_ = false;  // guarded by mu_
+};
 
 }  // namespace tempfs

@@ -16,8 +16,6 @@
 namespace tempfs {
 namespace {
 
-constexpr int kMaxConnections = 64;
-
 Status SendResponse(int fd, uint32_t status, uint64_t length) {
   Encoder e;
   e.U32(status);
@@ -49,13 +47,9 @@ void PeerServer::Stop() {
   ssize_t n = write(stop_pipe_[1], &c, 1);
   (void)n;
   accept_.join();
-  {
-    // Connection threads use this object: end their connections (an idle
-    // one would otherwise wait a minute) and wait for them.
-    std::unique_lock lock(mu_);
-    for (int fd : clients_) shutdown(fd, SHUT_RDWR);
-    idle_.wait(lock, [&] { return clients_.empty(); });
-  }
+  // Connection threads use this object: end their connections (an idle
+  // one would otherwise wait a minute) and wait for them.
+  connections_.CloseAll();
   close(listen_fd_);
   close(stop_pipe_[0]);
   close(stop_pipe_[1]);
@@ -66,22 +60,10 @@ void PeerServer::AcceptLoop() {
     int fd = AcceptUntilStopped(listen_fd_, stop_pipe_[0]);
     if (fd == kAcceptStopped) return;
     if (fd < 0) continue;
-    {
-      std::lock_guard lock(mu_);
-      if (clients_.size() >= kMaxConnections) {
-        TLOG_WARN("peer %s: refused, %d connections already", PeerName(fd).c_str(), kMaxConnections);
-        close(fd);
-        continue;
-      }
-      clients_.insert(fd);
-    }
-    std::thread([this, fd] {
-      Serve(fd);
-      std::lock_guard lock(mu_);
-      clients_.erase(fd);
+    if (!connections_.Spawn(fd, [this](int c) { Serve(c); })) {
+      TLOG_WARN("peer %s: refused, %zu connections already", PeerName(fd).c_str(), kMaxConnections);
       close(fd);
-      idle_.notify_all();
-    }).detach();
+    }
   }
 }
 

@@ -8,9 +8,7 @@
 
 #include <atomic>
 #include <map>
-#include <condition_variable>
 #include <mutex>
-#include <set>
 #include <string>
 #include <thread>
 
@@ -44,8 +42,8 @@ class PeerServer {
   std::thread accept_;
   std::mutex mu_;
   std::map<uint32_t, uint64_t> served_;  // guarded by mu_
-  std::set<int> clients_;                // guarded by mu_: connections being served
-  std::condition_variable idle_;
+  static constexpr size_t kMaxConnections = 64;
+  ConnectionSet connections_{kMaxConnections};
 };
 
 }  // namespace tempfs

@@ -26,7 +26,6 @@
 namespace tempfs {
 namespace {
 
-constexpr int kMaxConnections = 8;
 constexpr size_t kMaxRequest = 64 * 1024;
 
 // Calls `fn` with the address of the Unix socket at `path`. sun_path holds
@@ -145,15 +144,10 @@ void ControlServer::Stop() {
     (void)n;
     accept_.join();
   }
-  {
-    // Connections are shut down: long commands fail at their next progress
-    // line or stop check, and every command's work is bounded, so the wait
-    // ends (the threads use this object until they are done).
-    std::unique_lock lock(mu_);
-    stopping_ = true;
-    for (int fd : clients_) shutdown(fd, SHUT_RDWR);
-    idle_.wait(lock, [&] { return active_ == 0; });
-  }
+  // Connections are shut down: long commands fail at their next progress
+  // line or stop check, and every command's work is bounded, so the wait
+  // ends (the threads use this object until they are done).
+  connections_.CloseAll();
   if (listen_fd_ >= 0) {
     close(listen_fd_);
     listen_fd_ = -1;
@@ -170,24 +164,10 @@ void ControlServer::AcceptLoop() {
     int fd = AcceptUntilStopped(listen_fd_, stop_pipe_[0]);
     if (fd == kAcceptStopped) return;
     if (fd < 0) continue;
-    {
-      std::lock_guard lock(mu_);
-      if (active_ >= kMaxConnections) {
-        WriteLine(fd, ErrorJson(Status::Err(EBUSY, "too many admin connections")));
-        close(fd);
-        continue;
-      }
-      active_++;
-      clients_.insert(fd);
-    }
-    std::thread([this, fd] {
-      Serve(fd);
-      std::lock_guard lock(mu_);
-      clients_.erase(fd);
+    if (!connections_.Spawn(fd, [this](int c) { Serve(c); })) {
+      WriteLine(fd, ErrorJson(Status::Err(EBUSY, "too many admin connections")));
       close(fd);
-      active_--;
-      idle_.notify_all();
-    }).detach();
+    }
   }
 }
 
@@ -212,7 +192,7 @@ void ControlServer::Serve(int fd) {
     return;
   }
   auto progress = [&](Json p) {
-    return !Stopping() && WriteLine(fd, Json::Object().Set("progress", std::move(p)));
+    return !connections_.closing() && WriteLine(fd, Json::Object().Set("progress", std::move(p)));
   };
   auto result = Handle(*request, progress);
   if (!result.ok()) {
@@ -220,11 +200,6 @@ void ControlServer::Serve(int fd) {
     return;
   }
   WriteLine(fd, Json::Object().Set("ok", true).Set("result", std::move(*result)));
-}
-
-bool ControlServer::Stopping() {
-  std::lock_guard lock(mu_);
-  return stopping_;
 }
 
 Result<Json> ControlServer::Handle(const Json& request, const std::function<bool(Json)>& progress) {
@@ -399,7 +374,7 @@ Result<Json> ControlServer::Tree(const Json& request) {
   };
   if (!S_ISDIR(top->mode)) count_file(*root);
   while (!stack.empty()) {
-    if (Stopping()) return Status::Err(ECANCELED, "the daemon is stopping");
+    if (connections_.closing()) return Status::Err(ECANCELED, "the daemon is stopping");
     Ino dir = stack.back();
     stack.pop_back();
     dirs++;

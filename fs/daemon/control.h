@@ -28,13 +28,12 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <functional>
 #include <mutex>
-#include <set>
 #include <string>
 #include <thread>
 
+#include "cluster/net.h"
 #include "common/json.h"
 #include "common/status.h"
 
@@ -80,7 +79,6 @@ class ControlServer {
 
  private:
   void AcceptLoop();
-  bool Stopping();
   void Serve(int fd);
   // Runs one request; `progress` sends a progress line.
   Result<Json> Handle(const Json& request, const std::function<bool(Json)>& progress);
@@ -95,11 +93,8 @@ class ControlServer {
   int listen_fd_ = -1;
   int stop_pipe_[2] = {-1, -1};
   std::thread accept_;
+  ConnectionSet connections_{8};
   std::mutex mu_;
-  int active_ = 0;  // guarded by mu_
-  std::condition_variable idle_;
-  bool stopping_ = false;  // guarded by mu_
-  std::set<int> clients_;  // guarded by mu_: connections being served
   std::string metrics_address_;  // guarded by mu_
 };
 

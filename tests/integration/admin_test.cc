@@ -250,7 +250,7 @@ TEST(AdminSingleNodeTest, VolumesAndGc) {
   auto m = TempfsMount::Start(dir.path());
   ASSERT_NE(m, nullptr);
   csi::VolumeStore volumes(m->mnt(), "node1");
-  csi::VolumeSpec kept{{"pipeline", "shuffle", false}, 1 << 30, {csi::Retention::Kind::kKeepFor, 3600}};
+  csi::VolumeSpec kept{{"pipeline", "shuffle", false}, 1 << 30, {csi::Retention::Kind::kKeepFor, 3600}, ""};
   csi::VolumeSpec live{{"pipeline", "live", false}, 0, {csi::Retention::Kind::kDelete, 0}, "pipeline/consumer-0"};
   ASSERT_TRUE(volumes.Acquire(kept, "/pods/p1/vol").ok());
   ASSERT_TRUE(volumes.Acquire(live, "/pods/p2/vol").ok());
@@ -441,7 +441,9 @@ TEST(AdminClusterTest, LocatePrefetchEvictPinPeers) {
   }
   Json pb = AdminJson(c.mnt(1), {"peers"});
   for (const Json& n : pb.Find("peers")->items()) {
-    if (StrField(n, "node") == "A") EXPECT_GE(IntField(n, "bytes_fetched_from"), static_cast<int64_t>(data.size()));
+    if (StrField(n, "node") == "A") {
+      EXPECT_GE(IntField(n, "bytes_fetched_from"), static_cast<int64_t>(data.size()));
+    }
   }
 
   // Evict on B, then the next read fetches again.
