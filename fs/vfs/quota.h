@@ -13,6 +13,7 @@
 // until the next recount.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <mutex>
 #include <string_view>
@@ -35,10 +36,19 @@ struct Project {
   uint64_t capacity = 0;  // guarded by mu
   uint64_t usage = 0;     // guarded by mu; valid when counted
   bool counted = false;   // guarded by mu
+
+  // A file of the project went from `from` to `to` bytes (0: gone, or not
+  // counted any more). Requires mu; nothing to do before the first count.
+  void Resize(uint64_t from, uint64_t to);
 };
 
 // What a file of `size` bytes counts against its project.
 inline uint64_t QuotaCharge(uint64_t size) { return (size + kQuotaBlock - 1) / kQuotaBlock * kQuotaBlock; }
+
+inline void Project::Resize(uint64_t from, uint64_t to) {
+  if (!counted) return;
+  usage = usage - std::min(usage, QuotaCharge(from)) + QuotaCharge(to);
+}
 
 // The size a file now `size` bytes long may grow to in a project with
 // `room` bytes left: whole blocks only, never less than it is.

@@ -130,7 +130,7 @@ void Vfs::UnchargeIfUnused(Ino ino, Ino project) {
     if (it == refs_.end() || !it->second.unlinked || it->second.opens > 0 || it->second.uncharged) return;
     it->second.uncharged = true;
   }
-  if (quota->counted) quota->usage -= std::min(quota->usage, QuotaCharge(DataSize(ino, -1)));
+  quota->Resize(DataSize(ino, -1), 0);
 }
 
 void Vfs::Forget(Ino ino, uint64_t count) {
@@ -158,9 +158,9 @@ void Vfs::DropInode(Ino ino, Ino project, bool charged) {
   if (auto quota = charged ? QuotaOf(project) : nullptr) {
     // Not WithinQuota: a count made now would already leave this inode out.
     std::lock_guard lock(quota->mu);
-    uint64_t charge = QuotaCharge(DataSize(ino, -1));
+    uint64_t size = DataSize(ino, -1);
     st = store_->RemoveData(ino);
-    if (st.ok() && quota->counted) quota->usage -= std::min(quota->usage, charge);
+    if (st.ok()) quota->Resize(size, 0);
   } else {
     st = store_->RemoveData(ino);
   }
@@ -561,7 +561,7 @@ Result<FileHandle*> Vfs::Open(const Caller& caller, Ino ino, int flags) {
   if (h->quota) h->passthrough_ok = false;
   if (h->quota && reopened_unlinked) {
     std::lock_guard ql(h->quota->mu);
-    if (h->quota->counted) h->quota->usage += QuotaCharge(DataSize(ino, -1));
+    h->quota->Resize(0, DataSize(ino, -1));
   }
   bool remote = clustered() && attr.owner != 0 && attr.owner != options_.cluster.self;
   if (remote) {

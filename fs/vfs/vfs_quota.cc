@@ -122,7 +122,7 @@ Status Vfs::WithinQuota(Project& p, Ino ino, int fd, const std::function<Status(
   uint64_t room = p.capacity > p.usage ? p.capacity - p.usage : 0;
   Status st = change(before, QuotaLimit(before, room));
   uint64_t after = DataSize(ino, fd);
-  p.usage = p.usage - std::min(p.usage, QuotaCharge(before)) + QuotaCharge(after);
+  p.Resize(before, after);
   return st;
 }
 
