@@ -53,7 +53,7 @@ Status Vfs::Start() {
     if (clustered()) {
       // Another node may still have it open: each node drops its own.
       auto a = meta_->GetAttr(ino);
-      if (a.ok() && a->owner != 0 && a->owner != options_.cluster.self) continue;
+      if (a.ok() && OwnedElsewhere(*a)) continue;
     }
     DropInode(ino, 0);  // no project is counted yet
     dropped++;
@@ -78,7 +78,7 @@ size_t Vfs::CollectGarbage() {
     auto a = meta_->GetAttr(ino);
     bool gone = !a.ok() && a.err() == ENOENT;
     bool stale_copy = false, deleted_elsewhere = false;
-    if (a.ok() && a->owner != 0 && a->owner != options_.cluster.self) {
+    if (a.ok() && OwnedElsewhere(*a)) {
       auto lv = store_->LocalVersion(ino);
       stale_copy = lv.ok() && *lv != a->version;
       // Unlinked on its owner, which keeps the record while its own kernel
@@ -169,7 +169,7 @@ void Vfs::DropInode(Ino ino, Ino project, bool charged) {
 }
 
 Attr Vfs::MergeData(Attr attr, int fd) {
-  bool remote = clustered() && attr.owner != 0 && attr.owner != options_.cluster.self;
+  bool remote = OwnedElsewhere(attr);
   if (remote && fd < 0) {
     // A local copy of another node's file counts only if it is the current
     // version; otherwise the record is the truth.
@@ -228,7 +228,7 @@ Result<Attr> Vfs::SetAttr(Ino ino, const SetAttrRequest& request, int fd, bool k
   bool commit_content = false;
   if (S_ISREG(cur->mode) && clustered() && (req.valid & SetAttrRequest::kSize)) {
     // A truncate is a new version of the content, made from a whole local copy.
-    if (cur->owner != 0 && cur->owner != options_.cluster.self) {
+    if (OwnedElsewhere(*cur)) {
       auto lv = store_->LocalVersion(ino);
       if (!lv.ok()) return lv.status();
       if (*lv != cur->version) {
@@ -495,6 +495,16 @@ Result<std::shared_ptr<Fetch>> Vfs::FetchOf(const Attr& attr) {
   return f;
 }
 
+Result<std::shared_ptr<Fetch>> Vfs::FetchCurrent(const Attr& attr) {
+  Result<std::shared_ptr<Fetch>> f = Status::Err(EAGAIN);
+  // A previous version's copy may still be finishing: wait for it, bounded.
+  for (int i = 0; i < 100 && !f.ok() && f.err() == EAGAIN; i++) {
+    f = FetchOf(attr);
+    if (!f.ok() && f.err() == EAGAIN) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return f;
+}
+
 Vfs::~Vfs() {
   std::unique_lock lock(mu_);
   fetches_done_.wait_for(lock, std::chrono::seconds(30), [&] { return fetches_.empty(); });
@@ -563,17 +573,12 @@ Result<FileHandle*> Vfs::Open(const Caller& caller, Ino ino, int flags) {
     std::lock_guard ql(h->quota->mu);
     h->quota->Resize(0, DataSize(ino, -1));
   }
-  bool remote = clustered() && attr.owner != 0 && attr.owner != options_.cluster.self;
+  bool remote = OwnedElsewhere(attr);
   if (remote) {
     auto lv = store_->LocalVersion(ino);
     if (!lv.ok()) return lv.status();
     if (*lv != attr.version && !h->truncated) {
-      Result<std::shared_ptr<Fetch>> f = Status::Err(EAGAIN);
-      // A previous version's copy may still be finishing: wait for it, bounded.
-      for (int i = 0; i < 100 && !f.ok() && f.err() == EAGAIN; i++) {
-        f = FetchOf(attr);
-        if (!f.ok() && f.err() == EAGAIN) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      }
+      auto f = FetchCurrent(attr);
       if (!f.ok()) return f.status();
       if (writes) {
         // Writers change the local copy: it must be whole first.
@@ -716,11 +721,11 @@ void Vfs::DropOpenRef(Ino ino) {
     if (it == refs_.end()) return;
     InodeRefs& r = it->second;
     if (r.opens > 0) r.opens--;
+    if (r.opens != 0 || !r.unlinked) return;
     project = r.project;
-    if (r.opens == 0 && r.lookups != 0 && r.unlinked) {
-      unused = true;
-    } else {
-      if (r.opens != 0 || r.lookups != 0 || !r.unlinked) return;
+    // Still known to the kernel: only its space goes now.
+    unused = r.lookups != 0;
+    if (!unused) {
       charged = !r.uncharged;
       refs_.erase(it);
     }
@@ -788,7 +793,7 @@ Result<FileLocation> Vfs::Locate(Ino ino) {
   if (!a.ok()) return a.status();
   FileLocation loc;
   loc.attr = MergeData(*a, -1);
-  bool remote = clustered() && a->owner != 0 && a->owner != options_.cluster.self;
+  bool remote = OwnedElsewhere(*a);
   loc.owned_here = !remote;
   if (S_ISREG(a->mode)) {
     auto lv = store_->LocalVersion(ino);
@@ -807,7 +812,7 @@ Result<std::shared_ptr<Fetch>> Vfs::Prefetch(Ino ino) {
   auto a = meta_->GetAttr(ino);
   if (!a.ok()) return a.status();
   if (!S_ISREG(a->mode)) return Status::Err(EINVAL, "not a regular file");
-  bool remote = clustered() && a->owner != 0 && a->owner != options_.cluster.self;
+  bool remote = OwnedElsewhere(*a);
   if (!remote) return std::shared_ptr<Fetch>();
   auto lv = store_->LocalVersion(ino);
   if (!lv.ok()) return lv.status();
@@ -815,13 +820,7 @@ Result<std::shared_ptr<Fetch>> Vfs::Prefetch(Ino ino) {
     TouchCached(ino);
     return std::shared_ptr<Fetch>();
   }
-  Result<std::shared_ptr<Fetch>> f = Status::Err(EAGAIN);
-  // A previous version's copy may still be finishing: wait for it, bounded.
-  for (int i = 0; i < 100 && !f.ok() && f.err() == EAGAIN; i++) {
-    f = FetchOf(*a);
-    if (!f.ok() && f.err() == EAGAIN) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return f;
+  return FetchCurrent(*a);
 }
 
 Result<uint64_t> Vfs::Evict(Ino ino) {
@@ -833,7 +832,7 @@ Result<uint64_t> Vfs::Evict(Ino ino) {
   auto a = meta_->GetAttr(ino);
   if (!a.ok()) return a.status();
   if (!S_ISREG(a->mode)) return Status::Err(EINVAL, "not a regular file");
-  bool remote = clustered() && a->owner != 0 && a->owner != options_.cluster.self;
+  bool remote = OwnedElsewhere(*a);
   if (!remote) return Status::Err(EPERM, "this node owns the data (the only copy)");
   auto st = store_->StatData(ino);
   if (!st.ok()) return uint64_t{0};
@@ -898,7 +897,7 @@ Result<StoreUsage> Vfs::Usage() {
     bool own = true;
     if (clustered()) {
       auto a = meta_->GetAttr(ino);
-      own = a.ok() && (a->owner == 0 || a->owner == options_.cluster.self);
+      own = a.ok() && !OwnedElsewhere(*a);
     }
     (own ? u.own_files : u.cached_files)++;
     (own ? u.own_bytes : u.cached_bytes) += bytes;

@@ -269,6 +269,12 @@ class Vfs {
   Attr MergeData(Attr attr, int fd);
   // Cluster mode: the running fetch of `attr`'s content, started if need be.
   Result<std::shared_ptr<Fetch>> FetchOf(const Attr& attr);
+  // FetchOf, waiting (bounded) while a previous version's copy finishes.
+  Result<std::shared_ptr<Fetch>> FetchCurrent(const Attr& attr);
+  // Cluster mode: another node holds the data of `attr`.
+  bool OwnedElsewhere(const Attr& attr) const {
+    return clustered() && attr.owner != 0 && attr.owner != options_.cluster.self;
+  }
   // Cluster mode: makes the local content of `ino` a new version owned here.
   Status CommitContent(Ino ino);
   // Whether the kernel's cached pages of `ino` are still `version`'s.
