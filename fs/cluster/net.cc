@@ -46,14 +46,6 @@ Result<addrinfo*> Resolve(const HostPort& a, bool passive) {
   return res;
 }
 
-void SetTimeouts(int fd, std::chrono::milliseconds t) {
-  timeval tv{static_cast<time_t>(t.count() / 1000), static_cast<suseconds_t>((t.count() % 1000) * 1000)};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
 }  // namespace
 
 Result<int> Listen(const HostPort& addr) {
@@ -100,7 +92,7 @@ Result<int> Connect(const HostPort& addr, std::chrono::milliseconds timeout) {
     }
     if (rc == 0) {
       fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-      SetTimeouts(fd, timeout);
+      ConfigurePeerSocket(fd, timeout);
       freeaddrinfo(*res);
       return fd;
     }
@@ -195,6 +187,18 @@ void ConnectionSet::CloseAll() {
 bool ConnectionSet::closing() const {
   std::lock_guard lock(mu_);
   return closing_;
+}
+
+void SetSocketTimeout(int fd, int opt, std::chrono::milliseconds t) {
+  timeval tv{static_cast<time_t>(t.count() / 1000), static_cast<suseconds_t>((t.count() % 1000) * 1000)};
+  setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof tv);
+}
+
+void ConfigurePeerSocket(int fd, std::chrono::milliseconds timeout) {
+  SetSocketTimeout(fd, SO_RCVTIMEO, timeout);
+  SetSocketTimeout(fd, SO_SNDTIMEO, timeout);
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
 }  // namespace tempfs

@@ -28,6 +28,11 @@ Result<int> Connect(const HostPort& addr, std::chrono::milliseconds timeout);
 Status ReadFull(int fd, void* buf, size_t n);
 Status WriteFull(int fd, const void* buf, size_t n);
 std::string PeerName(int fd);
+// SO_RCVTIMEO or SO_SNDTIMEO (`opt`) of a socket.
+void SetSocketTimeout(int fd, int opt, std::chrono::milliseconds t);
+// A peer connection: reads and writes give up after `timeout` without
+// progress; small requests are not delayed (TCP_NODELAY).
+void ConfigurePeerSocket(int fd, std::chrono::milliseconds timeout);
 
 // Accept loops: waits for a connection on `listen_fd` until `stop_fd` becomes
 // readable. Returns the accepted descriptor (close-on-exec), -1 when the

@@ -68,12 +68,8 @@ void PeerServer::AcceptLoop() {
 }
 
 void PeerServer::Serve(int fd) {
-  timeval tv{static_cast<time_t>(timeout_.count() / 1000), static_cast<suseconds_t>((timeout_.count() % 1000) * 1000)};
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   // A request started must arrive whole within the timeout.
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  ConfigurePeerSocket(fd, timeout_);
   std::string who = PeerName(fd);
   std::string nonce = RandomBytes(kNonceSize);
   Encoder hello;

@@ -53,11 +53,6 @@ Status WithUnixAddress(const std::string& path, const std::function<int(const so
   return Status::Ok();
 }
 
-void SetTimeout(int fd, int opt, std::chrono::milliseconds t) {
-  timeval tv{static_cast<time_t>(t.count() / 1000), static_cast<suseconds_t>((t.count() % 1000) * 1000)};
-  setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof tv);
-}
-
 bool WriteLine(int fd, const Json& j) {
   std::string line = j.Dump() + "\n";
   size_t off = 0;
@@ -181,8 +176,8 @@ void ControlServer::Serve(int fd) {
                                                     std::to_string(geteuid()))));
     return;
   }
-  SetTimeout(fd, SO_RCVTIMEO, std::chrono::seconds(5));
-  SetTimeout(fd, SO_SNDTIMEO, std::chrono::seconds(10));
+  SetSocketTimeout(fd, SO_RCVTIMEO, std::chrono::seconds(5));
+  SetSocketTimeout(fd, SO_SNDTIMEO, std::chrono::seconds(10));
   std::string buffer;
   auto line = ReadLine(fd, buffer);
   if (!line.ok()) return;
@@ -490,8 +485,8 @@ Result<Json> ControlCall(const std::string& store, const Json& request, const st
     if (st.err() == EACCES) return Status::Err(EACCES, "permission denied on " + path + " (run as root or the daemon's user)");
     return st;
   }
-  SetTimeout(fd, SO_RCVTIMEO, timeout);
-  SetTimeout(fd, SO_SNDTIMEO, timeout);
+  SetSocketTimeout(fd, SO_RCVTIMEO, timeout);
+  SetSocketTimeout(fd, SO_SNDTIMEO, timeout);
   // A daemon that refuses the caller answers and closes at once, maybe
   // before the request is sent: its answer is what counts.
   int send_err = WriteLine(fd, request) ? 0 : errno;
