@@ -307,6 +307,11 @@ Result<Json> ControlServer::Status_() {
   return out;
 }
 
+std::string ControlServer::OwnerName(const Attr& a) {
+  if (!ctx_.vfs->clustered() || a.owner == 0) return ctx_.node_id;
+  return ctx_.registry != nullptr ? ctx_.registry->Name(a.owner) : "";
+}
+
 Result<Json> ControlServer::Locate(const Json& request) {
   const Json* inos = request.Find("inos");
   if (inos == nullptr || !inos->is_array()) return Status::Err(EINVAL, "locate needs \"inos\": [ino, ...]");
@@ -320,15 +325,13 @@ Result<Json> ControlServer::Locate(const Json& request) {
     }
     const Attr& a = loc->attr;
     bool clustered = ctx_.vfs->clustered();
-    std::string owner = !clustered || a.owner == 0 ? ctx_.node_id
-                                                   : ctx_.registry != nullptr ? ctx_.registry->Name(a.owner) : "";
     files.Push(Json::Object()
                    .Set("ino", static_cast<int64_t>(a.ino))
                    .Set("type", TypeName(a.mode))
                    .Set("size", a.size)
                    .Set("version", a.version)
                    .Set("checksum", clustered && a.owner != 0 ? Json(Hex(a.checksum)) : Json())
-                   .Set("owner", owner)
+                   .Set("owner", OwnerName(a))
                    .Set("owned_here", loc->owned_here)
                    .Set("local_copy", loc->local_current)
                    .Set("pinned", loc->pinned)
@@ -360,10 +363,7 @@ Result<Json> ControlServer::Tree(const Json& request) {
     bytes += loc->attr.size;
     if (loc->local_current) local_bytes += loc->attr.size;
     const Attr& a = loc->attr;
-    std::string owner = !ctx_.vfs->clustered() || a.owner == 0 ? ctx_.node_id
-                        : ctx_.registry != nullptr                ? ctx_.registry->Name(a.owner)
-                                                                  : "";
-    auto& o = by_owner[owner];
+    auto& o = by_owner[OwnerName(a)];
     o.first++;
     o.second += a.size;
   };

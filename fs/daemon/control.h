@@ -36,6 +36,7 @@
 #include "cluster/net.h"
 #include "common/json.h"
 #include "common/status.h"
+#include "meta/types.h"
 
 namespace tempfs {
 
@@ -84,6 +85,8 @@ class ControlServer {
   Result<Json> Handle(const Json& request, const std::function<bool(Json)>& progress);
   Result<Json> Status_();
   Result<Json> Locate(const Json& request);
+  // The node that holds a file's data, by name ("" if unknown).
+  std::string OwnerName(const Attr& a);
   Result<Json> Tree(const Json& request);
   Result<Json> Prefetch(const Json& request, const std::function<bool(Json)>& progress);
   Result<Json> Peers();
