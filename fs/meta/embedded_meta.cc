@@ -121,9 +121,9 @@ class EmbeddedMeta::Txn final : public MetaTxn {
   Encoder e_;
 };
 
-Result<std::unique_ptr<EmbeddedMeta>> EmbeddedMeta::Open(const std::string& dir) {
+Result<std::unique_ptr<EmbeddedMeta>> EmbeddedMeta::Open(const std::string& dir, Env* env) {
   std::unique_ptr<EmbeddedMeta> m(new EmbeddedMeta());
-  auto j = Journal::Open(dir, [&](std::string_view rec) { m->Apply(rec); });
+  auto j = Journal::Open(dir, [&](std::string_view rec) { m->Apply(rec); }, env);
   if (!j.ok()) return j.status();
   m->journal_ = std::move(*j);
   Status st = m->EnsureRoot();

@@ -19,8 +19,9 @@ namespace tempfs {
 
 class EmbeddedMeta final : public TxnMeta {
  public:
-  // Opens (or creates) the engine kept in `dir`.
-  static Result<std::unique_ptr<EmbeddedMeta>> Open(const std::string& dir);
+  // Opens (or creates) the engine kept in `dir`; its files are reached
+  // through `env`, which must outlive the engine.
+  static Result<std::unique_ptr<EmbeddedMeta>> Open(const std::string& dir, Env* env = Env::Default());
 
   Result<std::vector<Ino>> Orphans() override;
   uint64_t InodeCount() override;

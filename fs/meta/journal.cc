@@ -16,40 +16,11 @@ constexpr uint32_t kMagic = 0x31534654;  // "TFS1"
 constexpr size_t kHeader = 16;           // len u32, magic u32, xxh64 u64
 constexpr uint32_t kMaxRecord = 256u << 20;
 
-Result<std::string> ReadWholeFile(const std::string& path) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return std::string();
-    return Status::FromErrno("open " + path);
-  }
-  std::string data;
-  char buf[1 << 16];
-  for (;;) {
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      Status st = Status::FromErrno("read " + path);
-      close(fd);
-      return st;
-    }
-    if (n == 0) break;
-    data.append(buf, n);
-  }
-  close(fd);
+// A file that is not there reads as empty: a new store has neither.
+Result<std::string> ReadIfThere(Env* env, const std::string& path) {
+  auto data = ReadWholeFile(env, path);
+  if (!data.ok() && data.err() == ENOENT) return std::string();
   return data;
-}
-
-Status WriteAll(int fd, std::string_view data, off_t off) {
-  while (!data.empty()) {
-    ssize_t n = pwrite(fd, data.data(), data.size(), off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::FromErrno("write");
-    }
-    data.remove_prefix(n);
-    off += n;
-  }
-  return Status::Ok();
 }
 
 }  // namespace
@@ -79,28 +50,28 @@ size_t ForEachRecord(std::string_view data, const Journal::RecordFn& fn) {
   return off;
 }
 
-Result<std::unique_ptr<Journal>> Journal::Open(const std::string& dir, const RecordFn& apply) {
+Result<std::unique_ptr<Journal>> Journal::Open(const std::string& dir, const RecordFn& apply, Env* env) {
   if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return Status::FromErrno("mkdir " + dir);
-  auto snap = ReadWholeFile(dir + "/snapshot");
+  auto snap = ReadIfThere(env, dir + "/snapshot");
   if (!snap.ok()) return snap.status();
   size_t valid = ForEachRecord(*snap, apply);
   if (valid != snap->size()) {
     // A snapshot is written whole and renamed into place: a bad one is damage, not a torn write.
     return Status::Err(EIO, "snapshot " + dir + "/snapshot is damaged at byte " + std::to_string(valid));
   }
-  auto jdata = ReadWholeFile(dir + "/journal");
+  auto jdata = ReadIfThere(env, dir + "/journal");
   if (!jdata.ok()) return jdata.status();
   size_t jvalid = ForEachRecord(*jdata, apply);
-  int fd = open((dir + "/journal").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  int fd = env->Open(dir + "/journal", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) return Status::FromErrno("open " + dir + "/journal");
-  std::unique_ptr<Journal> j(new Journal(dir, fd));
+  std::unique_ptr<Journal> j(new Journal(dir, fd, env));
   j->write_off_ = jvalid;
   j->allocated_ = jdata->size();
   // Whatever lies past the valid prefix is a torn record or preallocated
   // zeros; zero it so that no stale bytes can follow a later record.
   if (jdata->size() > jvalid) {
     std::string zeros(jdata->size() - jvalid, '\0');
-    Status st = WriteAll(fd, zeros, jvalid);
+    Status st = WriteFully(env, fd, zeros, static_cast<off_t>(jvalid));
     if (!st.ok()) return st;
   }
   Status st = j->Preallocate(kReserve);
@@ -109,13 +80,13 @@ Result<std::unique_ptr<Journal>> Journal::Open(const std::string& dir, const Rec
 }
 
 Journal::~Journal() {
-  if (fd_ >= 0) close(fd_);
+  if (fd_ >= 0) env_->Close(fd_);
 }
 
 Status Journal::Preallocate(uint64_t need) {
   if (write_off_ + need <= allocated_) return Status::Ok();
   uint64_t target = write_off_ + need + kChunk;
-  if (fallocate(fd_, 0, allocated_, target - allocated_) != 0) {
+  if (env_->Fallocate(fd_, 0, static_cast<off_t>(allocated_), static_cast<off_t>(target - allocated_)) != 0) {
     return Status::FromErrno("fallocate journal");
   }
   allocated_ = target;
@@ -129,7 +100,7 @@ Status Journal::Append(std::string_view record, bool frees_space) {
     // Out of space ahead of us: only records that free space may dip into the reserve.
     if (!frees_space) return Status::Err(ENOSPC, "metadata journal full");
   }
-  st = WriteAll(fd_, framed, write_off_);
+  st = WriteFully(env_, fd_, framed, static_cast<off_t>(write_off_));
   if (!st.ok()) return st;
   write_off_ += framed.size();
   if (write_off_ > allocated_) allocated_ = write_off_;
@@ -137,19 +108,19 @@ Status Journal::Append(std::string_view record, bool frees_space) {
 }
 
 Status Journal::Sync() {
-  if (fdatasync(fd_) != 0) return Status::FromErrno("fdatasync journal");
+  if (env_->Fdatasync(fd_) != 0) return Status::FromErrno("fdatasync journal");
   return Status::Ok();
 }
 
 Status Journal::Compact(const DumpFn& dump) {
   std::string tmp = dir_ + "/snapshot.tmp";
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int fd = env_->Open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return Status::FromErrno("open " + tmp);
   Status st;
   std::string buf;
   off_t off = 0;
   auto flush = [&] {
-    if (st.ok() && !buf.empty()) st = WriteAll(fd, buf, off);
+    if (st.ok() && !buf.empty()) st = WriteFully(env_, fd, buf, off);
     off += buf.size();
     buf.clear();
   };
@@ -158,23 +129,23 @@ Status Journal::Compact(const DumpFn& dump) {
     if (buf.size() > (1u << 20)) flush();
   });
   flush();
-  if (st.ok() && fsync(fd) != 0) st = Status::FromErrno("fsync " + tmp);
-  close(fd);
-  if (st.ok() && rename(tmp.c_str(), (dir_ + "/snapshot").c_str()) != 0) {
+  if (st.ok() && env_->Fsync(fd) != 0) st = Status::FromErrno("fsync " + tmp);
+  env_->Close(fd);
+  if (st.ok() && env_->Rename(tmp, dir_ + "/snapshot") != 0) {
     st = Status::FromErrno("rename snapshot");
   }
   if (!st.ok()) {
-    unlink(tmp.c_str());
+    env_->Unlink(tmp);
     return st;
   }
-  int dfd = open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int dfd = env_->Open(dir_, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
-    fsync(dfd);
-    close(dfd);
+    env_->Fsync(dfd);
+    env_->Close(dfd);
   }
   // The snapshot now holds everything; replaying the old journal on top of it
   // would be harmless (it ends in the same state), so emptying it needs no care.
-  if (ftruncate(fd_, 0) != 0) return Status::FromErrno("truncate journal");
+  if (env_->Ftruncate(fd_, 0) != 0) return Status::FromErrno("truncate journal");
   write_off_ = 0;
   allocated_ = 0;
   Status pst = Preallocate(kReserve);

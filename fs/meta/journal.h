@@ -19,6 +19,7 @@
 #include <string_view>
 
 #include "common/status.h"
+#include "store/env.h"
 
 namespace tempfs {
 
@@ -29,8 +30,10 @@ class Journal {
   using DumpFn = std::function<void(const RecordFn& emit)>;
 
   // Opens dir/snapshot and dir/journal (creating them), and replays every
-  // valid record through `apply`, snapshot first.
-  static Result<std::unique_ptr<Journal>> Open(const std::string& dir, const RecordFn& apply);
+  // valid record through `apply`, snapshot first. Files are reached through
+  // `env`, which must outlive the journal.
+  static Result<std::unique_ptr<Journal>> Open(const std::string& dir, const RecordFn& apply,
+                                               Env* env = Env::Default());
   ~Journal();
 
   // Appends one record. Records that free space may use the reserve.
@@ -45,11 +48,12 @@ class Journal {
   static constexpr uint64_t kReserve = 1ull << 20;
 
  private:
-  Journal(std::string dir, int fd) : dir_(std::move(dir)), fd_(fd) {}
+  Journal(std::string dir, int fd, Env* env) : dir_(std::move(dir)), fd_(fd), env_(env) {}
   Status Preallocate(uint64_t need);
 
   std::string dir_;
   int fd_ = -1;
+  Env* env_;
   uint64_t write_off_ = 0;
   uint64_t allocated_ = 0;
 };

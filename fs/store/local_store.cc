@@ -13,7 +13,7 @@
 
 namespace tempfs {
 
-Result<std::unique_ptr<LocalStore>> LocalStore::Open(const std::string& root) {
+Result<std::unique_ptr<LocalStore>> LocalStore::Open(const std::string& root, Env* env) {
   struct stat st;
   if (stat(root.c_str(), &st) != 0) return Status::FromErrno("store " + root);
   if (!S_ISDIR(st.st_mode)) return Status::Err(ENOTDIR, "store " + root);
@@ -30,7 +30,7 @@ Result<std::unique_ptr<LocalStore>> LocalStore::Open(const std::string& root) {
       return s;
     }
   }
-  return std::unique_ptr<LocalStore>(new LocalStore(root, fd));
+  return std::unique_ptr<LocalStore>(new LocalStore(root, fd, env));
 }
 
 LocalStore::~LocalStore() { close(data_fd_); }
@@ -43,9 +43,9 @@ std::string LocalStore::DataName(Ino ino) {
 }
 
 Status LocalStore::CreateData(Ino ino) {
-  int fd = openat(data_fd_, DataName(ino).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int fd = env_->OpenAt(data_fd_, DataName(ino).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return Status::FromErrno("create data");
-  close(fd);
+  env_->Close(fd);
   return Status::Ok();
 }
 
@@ -53,13 +53,13 @@ Result<int> LocalStore::OpenData(Ino ino, int flags) {
   // A missing backing file is an empty file: the record may have been made
   // just before a crash that came before the data file.
   flags &= ~(O_EXCL | O_NOCTTY | O_NOFOLLOW | O_DIRECTORY);
-  int fd = openat(data_fd_, DataName(ino).c_str(), flags | O_CREAT | O_CLOEXEC, 0600);
+  int fd = env_->OpenAt(data_fd_, DataName(ino).c_str(), flags | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) return Status::FromErrno("open data");
   return fd;
 }
 
 Status LocalStore::RemoveData(Ino ino) {
-  if (unlinkat(data_fd_, DataName(ino).c_str(), 0) != 0 && errno != ENOENT) {
+  if (env_->UnlinkAt(data_fd_, DataName(ino).c_str(), 0) != 0 && errno != ENOENT) {
     return Status::FromErrno("remove data");
   }
   return Status::Ok();
@@ -74,9 +74,9 @@ Result<struct stat> LocalStore::StatData(Ino ino) {
 Status LocalStore::TruncateData(Ino ino, uint64_t size) {
   auto fd = OpenData(ino, O_WRONLY);
   if (!fd.ok()) return fd.status();
-  int rc = ftruncate(*fd, static_cast<off_t>(size));
+  int rc = env_->Ftruncate(*fd, static_cast<off_t>(size));
   Status st = rc == 0 ? Status::Ok() : Status::FromErrno("truncate data");
-  close(*fd);
+  env_->Close(*fd);
   return st;
 }
 
@@ -100,11 +100,11 @@ Result<std::vector<Ino>> LocalStore::ListData() {
   for (int i = 0; i < 256; i++) {
     char sub[3];
     snprintf(sub, sizeof sub, "%02x", i);
-    int fd = openat(data_fd_, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = env_->OpenAt(data_fd_, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) continue;
     DIR* d = fdopendir(fd);
     if (d == nullptr) {
-      close(fd);
+      env_->Close(fd);
       continue;
     }
     while (dirent* e = readdir(d)) {
@@ -120,13 +120,13 @@ Result<std::vector<Ino>> LocalStore::ListData() {
 }
 
 Result<int> LocalStore::CreatePart(Ino ino) {
-  int fd = openat(data_fd_, (DataName(ino) + ".part").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  int fd = env_->OpenAt(data_fd_, (DataName(ino) + ".part").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return Status::FromErrno("create part");
   return fd;
 }
 
 Result<int> LocalStore::OpenPart(Ino ino, int flags) {
-  int fd = openat(data_fd_, (DataName(ino) + ".part").c_str(), flags | O_CLOEXEC);
+  int fd = env_->OpenAt(data_fd_, (DataName(ino) + ".part").c_str(), flags | O_CLOEXEC);
   if (fd < 0) return Status::FromErrno("open part");
   return fd;
 }
@@ -134,27 +134,27 @@ Result<int> LocalStore::OpenPart(Ino ino, int flags) {
 Status LocalStore::CommitPart(Ino ino, uint64_t version) {
   std::string part = DataName(ino) + ".part";
   std::string v = std::to_string(version);
-  int fd = openat(data_fd_, part.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = env_->OpenAt(data_fd_, part.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::FromErrno("open part");
   int rc = fsetxattr(fd, kVersionXattr, v.data(), v.size(), 0);
   Status st = rc == 0 ? Status::Ok() : Status::FromErrno("set version of part");
-  close(fd);
+  env_->Close(fd);
   if (!st.ok()) return st;
-  if (renameat(data_fd_, part.c_str(), data_fd_, DataName(ino).c_str()) != 0) {
+  if (env_->RenameAt(data_fd_, part.c_str(), data_fd_, DataName(ino).c_str()) != 0) {
     return Status::FromErrno("rename part");
   }
   return Status::Ok();
 }
 
 Status LocalStore::RemovePart(Ino ino) {
-  if (unlinkat(data_fd_, (DataName(ino) + ".part").c_str(), 0) != 0 && errno != ENOENT) {
+  if (env_->UnlinkAt(data_fd_, (DataName(ino) + ".part").c_str(), 0) != 0 && errno != ENOENT) {
     return Status::FromErrno("remove part");
   }
   return Status::Ok();
 }
 
 Result<uint64_t> LocalStore::LocalVersion(Ino ino) {
-  int fd = openat(data_fd_, DataName(ino).c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = env_->OpenAt(data_fd_, DataName(ino).c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) return uint64_t{0};
     return Status::FromErrno("open data");
@@ -162,7 +162,7 @@ Result<uint64_t> LocalStore::LocalVersion(Ino ino) {
   char buf[32];
   ssize_t n = fgetxattr(fd, kVersionXattr, buf, sizeof buf - 1);
   int err = errno;
-  close(fd);
+  env_->Close(fd);
   if (n < 0) {
     if (err == ENODATA) return uint64_t{0};
     return Status::Err(err, "read version");
@@ -173,11 +173,11 @@ Result<uint64_t> LocalStore::LocalVersion(Ino ino) {
 
 Status LocalStore::SetLocalVersion(Ino ino, uint64_t version) {
   std::string v = std::to_string(version);
-  int fd = openat(data_fd_, DataName(ino).c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = env_->OpenAt(data_fd_, DataName(ino).c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::FromErrno("open data");
   int rc = fsetxattr(fd, kVersionXattr, v.data(), v.size(), 0);
   Status st = rc == 0 ? Status::Ok() : Status::FromErrno("set version");
-  close(fd);
+  env_->Close(fd);
   return st;
 }
 

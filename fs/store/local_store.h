@@ -20,16 +20,20 @@
 
 #include "common/status.h"
 #include "meta/types.h"
+#include "store/env.h"
 
 namespace tempfs {
 
 class LocalStore {
  public:
-  // Opens the store at `root` (which must exist), creating its folders.
-  static Result<std::unique_ptr<LocalStore>> Open(const std::string& root);
+  // Opens the store at `root` (which must exist), creating its folders. Data
+  // files are reached through `env`, which must outlive the store.
+  static Result<std::unique_ptr<LocalStore>> Open(const std::string& root, Env* env = Env::Default());
   ~LocalStore();
 
   const std::string& root() const { return root_; }
+  // What reads and writes of data files go through (the fallback data path).
+  Env* env() const { return env_; }
   // Relative to the data folder, e.g. "2a/000000000000012a".
   static std::string DataName(Ino ino);
 
@@ -56,9 +60,10 @@ class LocalStore {
   Status SetLocalVersion(Ino ino, uint64_t version);
 
  private:
-  LocalStore(std::string root, int data_fd) : root_(std::move(root)), data_fd_(data_fd) {}
+  LocalStore(std::string root, int data_fd, Env* env) : root_(std::move(root)), data_fd_(data_fd), env_(env) {}
   std::string root_;
   int data_fd_;
+  Env* env_;
 };
 
 // Holds the store's lock file; a second daemon on the same store is refused.
