@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "daemon/daemon.h"
+#include "daemon/fsck.h"
 #include "parse.h"
 #ifdef TEMPFS_WITH_CSI
 #include "csi/csi_main.h"
@@ -60,6 +61,11 @@ int main(int argc, char** argv) {
   umount->add_option("mountpoint", umount_point, "the mount point")->required();
   umount->add_flag("-l,--lazy", lazy, "detach even if busy");
 
+  std::string fsck_store;
+  auto* fsck = app.add_subcommand(
+      "fsck", "check a store's metadata (not while mounted); recover what is readable when it is damaged");
+  fsck->add_option("store", fsck_store, "the store directory (as given to mount --store)")->required();
+
 #ifdef TEMPFS_WITH_CSI
   tempfs::CsiConfig csi_config;
   auto* csi = app.add_subcommand("csi", "run the Kubernetes CSI node plugin for this node's tempfs mount");
@@ -73,6 +79,7 @@ int main(int argc, char** argv) {
     mc.writeback_cache = !no_writeback;
     return tempfs::RunMount(mc);
   }
+  if (fsck->parsed()) return tempfs::RunFsck(fsck_store);
 #ifdef TEMPFS_WITH_CSI
   if (csi->parsed()) return tempfs::RunCsi(csi_config);
 #endif

@@ -150,7 +150,8 @@ int Serve(const MountConfig& c, const std::function<void(const std::string&)>& r
   }
   auto meta = OpenMetaEngine(c.meta_uri, c.store);
   if (!meta.ok()) {
-    report("metadata: " + meta.status().ToString());
+    // Damage comes with its own message, which says what to do.
+    report(meta.err() == EUCLEAN ? meta.status().message() : "metadata: " + meta.status().ToString());
     return 1;
   }
   // Declared before everything that keeps a metric of it.

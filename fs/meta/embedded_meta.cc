@@ -6,6 +6,7 @@
 
 #include "meta/codec.h"
 #include "meta/redis_meta.h"
+#include "store/local_store.h"
 
 namespace tempfs {
 namespace {
@@ -121,11 +122,19 @@ class EmbeddedMeta::Txn final : public MetaTxn {
   Encoder e_;
 };
 
-Result<std::unique_ptr<EmbeddedMeta>> EmbeddedMeta::Open(const std::string& dir, Env* env) {
+Result<std::unique_ptr<EmbeddedMeta>> EmbeddedMeta::Open(const std::string& dir, Env* env,
+                                                         const EmbeddedOptions& options, ReplayReport* report) {
   std::unique_ptr<EmbeddedMeta> m(new EmbeddedMeta());
-  auto j = Journal::Open(dir, [&](std::string_view rec) { m->Apply(rec); }, env);
+  m->recovering_ = options.mode == JournalOptions::Mode::kRecover;
+  JournalOptions jo;
+  jo.mode = options.mode;
+  jo.store_has_data = options.store_has_data;
+  auto j = Journal::Open(dir, [&](std::string_view rec) { m->Apply(rec); }, env, jo, report);
   if (!j.ok()) return j.status();
   m->journal_ = std::move(*j);
+  // Numbers of data files already in the store are never handed out again.
+  m->next_ino_ = std::max(m->next_ino_, options.min_next_ino);
+  if (options.mode != JournalOptions::Mode::kServe) return m;
   Status st = m->EnsureRoot();
   if (!st.ok()) return st;
   // Start from a fresh snapshot so that the next start replays little.
@@ -133,6 +142,11 @@ Result<std::unique_ptr<EmbeddedMeta>> EmbeddedMeta::Open(const std::string& dir,
   st = m->journal_->Compact([&](const Journal::RecordFn& emit) { m->Dump(emit); });
   if (!st.ok()) return st;
   return m;
+}
+
+Status EmbeddedMeta::Commit() {
+  std::unique_lock lock(mu_);
+  return journal_->Compact([this](const Journal::RecordFn& emit) { Dump(emit); });
 }
 
 Status EmbeddedMeta::Transact(TxnKind kind, const std::function<Status(MetaTxn&)>& body) {
@@ -177,7 +191,14 @@ void EmbeddedMeta::Apply(std::string_view record) {
         Ino ino = d.U64();
         uint32_t type = d.U32();
         if (d.failed()) return;
-        if (Node* p = Find(parent); p != nullptr) p->children.insert_or_assign(std::string(name), Child{ino, type});
+        Node* p = Find(parent);
+        if (p == nullptr && recovering_) {
+          // Recovery: the parent's record may come later or be lost; keep the
+          // name under a placeholder (mode 0) that RepairTree makes whole.
+          p = &nodes_[parent];
+          p->rec.attr.ino = parent;
+        }
+        if (p != nullptr) p->children.insert_or_assign(std::string(name), Child{ino, type});
         break;
       }
       case kDelEntry: {
@@ -267,9 +288,28 @@ Status EmbeddedMeta::Sync() {
   return journal_->Sync();
 }
 
+Result<std::vector<Ino>> DataFilesOf(const std::string& store_dir) {
+  auto store = LocalStore::Open(store_dir);
+  if (!store.ok()) return store.status();
+  return (*store)->ListData();
+}
+
+std::string DamageMessage(const Status& st, const std::string& store_dir) {
+  return "metadata damaged: " + st.message() + "; run `tempfs fsck " + store_dir +
+         "` to recover what can be read";
+}
+
 Result<std::unique_ptr<MetaEngine>> OpenMetaEngine(const std::string& uri, const std::string& store_dir) {
   if (uri.empty() || uri == "embedded") {
-    auto m = EmbeddedMeta::Open(store_dir + "/meta");
+    EmbeddedOptions options;
+    if (auto data = DataFilesOf(store_dir); data.ok()) {
+      options.store_has_data = !data->empty();
+      for (Ino ino : *data) options.min_next_ino = std::max(options.min_next_ino, ino + 1);
+    } else {
+      return data.status();
+    }
+    auto m = EmbeddedMeta::Open(store_dir + "/meta", Env::Default(), options);
+    if (!m.ok() && m.err() == EUCLEAN) return Status::Err(EUCLEAN, DamageMessage(m.status(), store_dir));
     if (!m.ok()) return m.status();
     return std::unique_ptr<MetaEngine>(std::move(*m));
   }

@@ -64,7 +64,13 @@ class MetaEngine {
 };
 
 // Opens the engine named by `uri` for the store at `store_dir`. "" or
-// "embedded" selects the embedded engine, kept under store_dir/meta.
+// "embedded" selects the embedded engine, kept under store_dir/meta; damaged
+// metadata is EUCLEAN with a one-line message that says what to do.
 Result<std::unique_ptr<MetaEngine>> OpenMetaEngine(const std::string& uri, const std::string& store_dir);
+
+// Inode numbers of the data files in the store at `store_dir`.
+Result<std::vector<Ino>> DataFilesOf(const std::string& store_dir);
+// The message of refused damage `st` of the store at `store_dir`, with what to do.
+std::string DamageMessage(const Status& st, const std::string& store_dir);
 
 }  // namespace tempfs

@@ -1267,13 +1267,8 @@ class JournalFile {
   }
   // Byte offsets where the valid records end.
   std::vector<size_t> RecordEnds() const {
-    std::string data = Read();
     std::vector<size_t> ends;
-    size_t off = 0;
-    ForEachRecord(data, [&](std::string_view r) {
-      off += FrameRecord(r).size();
-      ends.push_back(off);
-    });
+    for (const RecordSpan& s : RecordSpans(Read())) ends.push_back(s.end);
     return ends;
   }
 
@@ -1311,16 +1306,14 @@ TEST_P(EmbeddedJournal, TornLastRecordLosesOnlyThatOperation) {
   Attr d = Dir(kRootIno, "d");
   File(d.ino, "f");
   NamespaceDump before_last = DumpNamespace(m());
-  Attr g = File(d.ino, "g");  // the operation whose record gets torn
-  ASSERT_TRUE(m().SetXattr(g.ino, "user.big", std::string(300, 'v'), 0).ok());
+  File(d.ino, "g");  // the operation whose record gets torn
   m_.reset();
   auto ends = journal().RecordEnds();
   ASSERT_GE(ends.size(), 2u);
-  // Tear the create of g: keep its first half, then zeros (as a crash mid-write
-  // into preallocated space leaves it). The xattr record after it stays intact
-  // but must not be replayed past the hole.
-  size_t g_start = ends.size() >= 3 ? ends[ends.size() - 3] : 0;
-  size_t g_end = ends[ends.size() - 2];
+  // Tear the create of g, the last record: keep its first half, then zeros
+  // (as a crash mid-write into preallocated space leaves it).
+  size_t g_start = ends[ends.size() - 2];
+  size_t g_end = ends.back();
   size_t half = (g_end - g_start) / 2;
   journal().WriteAt(g_start + half, std::string(g_end - g_start - half, '\0'));
   ASSERT_NO_FATAL_FAILURE(Open());
@@ -1332,6 +1325,26 @@ TEST_P(EmbeddedJournal, TornLastRecordLosesOnlyThatOperation) {
   NamespaceDump later = DumpNamespace(m());
   ASSERT_NO_FATAL_FAILURE(Reopen());
   EXPECT_EQ(later, DumpNamespace(m()));
+}
+
+// A crash tears only the last record: a hole with a valid record after it is
+// damage, refused rather than replayed around (or silently cut there).
+TEST_P(EmbeddedJournal, HoleBeforeAValidRecordIsRefused) {
+  Attr d = Dir(kRootIno, "d");
+  Attr g = File(d.ino, "g");
+  ASSERT_TRUE(m().SetXattr(g.ino, "user.big", std::string(300, 'v'), 0).ok());
+  m_.reset();
+  auto ends = journal().RecordEnds();
+  ASSERT_GE(ends.size(), 3u);
+  size_t g_start = ends[ends.size() - 3];
+  size_t g_end = ends[ends.size() - 2];
+  journal().WriteAt(g_start + (g_end - g_start) / 2, std::string(g_end - g_start - (g_end - g_start) / 2, '\0'));
+  auto reopened = OpenMetaEngine("", dir_->path());
+  ASSERT_FALSE(reopened.ok());
+  EXPECT_EQ(reopened.err(), EUCLEAN);
+  EXPECT_NE(reopened.status().message().find("unreadable with valid records after it"), std::string::npos)
+      << reopened.status().message();
+  EXPECT_NE(reopened.status().message().find("tempfs fsck"), std::string::npos) << reopened.status().message();
 }
 
 TEST_P(EmbeddedJournal, TruncatedJournalRecoversPrefix) {
