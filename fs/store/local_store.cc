@@ -43,7 +43,10 @@ std::string LocalStore::DataName(Ino ino) {
 }
 
 Status LocalStore::CreateData(Ino ino) {
-  int fd = env_->OpenAt(data_fd_, DataName(ino).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  // A new file, not an emptied one: a stale file of that number may carry
+  // xattrs (a cluster version) or be open elsewhere; none of it may show.
+  if (Status st = RemoveData(ino); !st.ok()) return st;
+  int fd = env_->OpenAt(data_fd_, DataName(ino).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) return Status::FromErrno("create data");
   env_->Close(fd);
   return Status::Ok();

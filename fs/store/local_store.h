@@ -37,7 +37,8 @@ class LocalStore {
   // Relative to the data folder, e.g. "2a/000000000000012a".
   static std::string DataName(Ino ino);
 
-  // Creates (or empties) the backing file of `ino`.
+  // Creates the backing file of `ino` afresh (a file of that number already
+  // there is removed first): a new inode never sees bytes it did not write.
   Status CreateData(Ino ino);
   // Opens the backing file; `flags` as for open(2) (O_CREAT is ignored).
   Result<int> OpenData(Ino ino, int flags);

@@ -59,7 +59,25 @@ Status Vfs::Start() {
     dropped++;
   }
   if (dropped > 0) TLOG_INFO("dropped %zu unlinked inodes left by the previous run", dropped);
+  if (!clustered()) RemoveStrayData();
   return Status::Ok();
+}
+
+void Vfs::RemoveStrayData() {
+  // The embedded engine opened without damage, so its namespace is whole: a
+  // data file it does not know belongs to a create whose record a crash tore
+  // (the journal's last), and no name ever reached it after the restart.
+  auto inos = store_->ListData();
+  if (!inos.ok()) return;
+  size_t removed = 0;
+  for (Ino ino : *inos) {
+    auto a = meta_->GetAttr(ino);
+    if (a.ok() || a.err() != ENOENT) continue;
+    Status st = store_->RemoveData(ino);
+    if (st.ok()) removed++;
+    else TLOG_WARN("stray data file of inode %llu: %s", (unsigned long long)ino, st.ToString().c_str());
+  }
+  if (removed > 0) TLOG_INFO("removed %zu data files that no inode owns (left by a crash)", removed);
 }
 
 size_t Vfs::CollectGarbage() {
@@ -302,6 +320,15 @@ Result<Attr> Vfs::MakeNode(const Caller& caller, Ino parent, std::string_view na
   auto r = meta_->Create(parent, name, n);
   if (!r.ok()) return r;
   AddLookup(*r);
+  if (S_ISREG(mode)) {
+    // Its data file is made now, empty, whatever a crash left under that number.
+    if (Status cst = store_->CreateData(r->ino); !cst.ok()) {
+      Status ust = Unlink(parent, name);  // the kernel never heard of it
+      (void)ust;
+      Forget(r->ino, 1);
+      return cst;
+    }
+  }
   return *r;
 }
 

@@ -127,7 +127,8 @@ class Vfs {
   // Waits for fetches still running.
   ~Vfs();
 
-  // Drops the orphans of a previous run. Call once before serving.
+  // Drops the orphans of a previous run and, on a single node (whose engine
+  // refuses damage), the data files no inode owns. Call once before serving.
   Status Start();
   // Cluster mode: removes local data of files deleted elsewhere and stale
   // copies of files that changed elsewhere. Returns how many it removed.
@@ -247,6 +248,8 @@ class Vfs {
   // Requires the entry erased from refs_ already. `project`: its project;
   // `charged`: whether its space still counts there.
   void DropInode(Ino ino, Ino project, bool charged = true);
+  // Single node: removes the data files that no inode owns.
+  void RemoveStrayData();
   // An unlinked inode that nothing has open: its project gets the space back
   // now, not when the kernel gets round to forgetting the inode.
   void UnchargeIfUnused(Ino ino, Ino project);

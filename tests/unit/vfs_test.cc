@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -443,6 +444,78 @@ TEST_F(VfsTest, XattrsAndSymlinksPassThrough) {
   ASSERT_TRUE(v().RemoveXattr(s->ino, "user.k").ok());
   EXPECT_ERRNO(v().GetXattr(s->ino, "user.k"), ENODATA);
   ASSERT_TRUE(v().Fsync(nullptr, false).ok());
+}
+
+// Finding 2 of issue 10: a new inode must never see bytes it did not write,
+// whatever data file a crash or a metadata loss left under its number.
+class VfsStaleData : public VfsTest {
+ protected:
+  // Leaves `bytes` in the data file of `ino`, as a lost file's data.
+  void PlantData(Ino ino, const std::string& bytes) {
+    int fd = open(DataPath(ino).c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ASSERT_GE(fd, 0) << DataPath(ino);
+    ASSERT_EQ(write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+    close(fd);
+  }
+  // Reads the whole file `ino` through an open, as an application would.
+  std::string ReadThrough(Ino ino) {
+    auto h = v().Open(Caller{}, ino, O_RDONLY);
+    EXPECT_TRUE(h.ok()) << h.status().ToString();
+    if (!h.ok()) return "<open failed>";
+    std::string out(64 << 10, '\0');
+    ssize_t n = pread((*h)->fd, out.data(), out.size(), 0);
+    v().Release(*h);
+    out.resize(n > 0 ? n : 0);
+    return out;
+  }
+  // The number the next new inode gets (made and removed now).
+  Ino NextIno() {
+    auto a = v().MakeNode(Caller{}, kRootIno, "probe", S_IFDIR | 0755, 0);
+    EXPECT_TRUE(a.ok());
+    EXPECT_TRUE(v().Rmdir(kRootIno, "probe").ok());
+    v().Forget(a->ino, 1);
+    return a->ino + 1;
+  }
+};
+
+TEST_F(VfsStaleData, MknodOfARegularFileStartsEmpty) {
+  Ino next = NextIno();
+  PlantData(next, std::string(17 << 10, 's'));
+  auto a = v().MakeNode(Caller{}, kRootIno, "new", S_IFREG | 0644, 0);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  ASSERT_EQ(a->ino, next) << "the test plants data under the wrong number";
+  EXPECT_EQ(ReadThrough(a->ino), "");
+  auto attr = v().GetAttr(a->ino);
+  ASSERT_TRUE(attr.ok());
+  EXPECT_EQ(attr->size, 0u);
+}
+
+TEST_F(VfsStaleData, CreateStartsEmptyAndCarriesNoStaleXattr) {
+  Ino next = NextIno();
+  PlantData(next, std::string(17 << 10, 's'));
+  ASSERT_EQ(setxattr(DataPath(next).c_str(), "user.stale", "1", 1, 0), 0);
+  auto f = v().Create(Caller{}, kRootIno, "new", 0644, O_RDWR);
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  ASSERT_EQ(f->attr.ino, next);
+  EXPECT_EQ(f->attr.size, 0u);
+  v().Release(f->handle);
+  EXPECT_EQ(ReadThrough(next), "");
+  EXPECT_LT(getxattr(DataPath(next).c_str(), "user.stale", nullptr, 0), 0) << "the old data file was reused";
+}
+
+TEST_F(VfsStaleData, StartRemovesDataFilesNoInodeOwns) {
+  auto kept = CreateWith(kRootIno, "kept", "mine");
+  v().Release(kept.handle);
+  PlantData(kept.attr.ino + 1000, "lost file's bytes");
+  ASSERT_NO_FATAL_FAILURE(MakeVfs());
+  ASSERT_TRUE(v().Start().ok());
+  EXPECT_FALSE(PathExists(DataPath(kept.attr.ino + 1000)));
+  EXPECT_TRUE(PathExists(DataPath(kept.attr.ino)));
+  EXPECT_EQ(ReadThrough(kept.attr.ino), "mine");
+  // And the next inode numbers stay above the number the stray file had.
+  auto a = v().MakeNode(Caller{}, kRootIno, "after", S_IFREG | 0644, 0);
+  ASSERT_TRUE(a.ok());
+  EXPECT_GT(a->ino, kept.attr.ino + 1000);
 }
 
 }  // namespace
