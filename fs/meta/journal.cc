@@ -336,7 +336,8 @@ Result<std::unique_ptr<Journal>> Journal::Open(const std::string& dir, const Rec
 
   if (!*snap && !*jdata) {
     if (options.store_has_data || recover) {
-      Status st = log.Note(dir + ": snapshot and journal are missing, but the store holds data files");
+      Status st = log.Note(dir + ": snapshot and journal are missing" +
+                           (options.store_has_data ? ", but the store holds data files" : ""));
       if (!st.ok()) return st;
     }
     j->store_id_ = NewStoreId();

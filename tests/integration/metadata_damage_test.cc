@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,8 @@ struct DamageCase {
   std::function<void(const std::string& meta)> damage;
   std::string says;  // part of the refusal
 };
+
+void PrintTo(const DamageCase& c, std::ostream* os) { *os << c.name; }
 
 std::vector<DamageCase> Cases() {
   auto journal_records = [](const std::string& meta) { return RecordSpans(Slurp(meta + "/journal")); };

@@ -349,6 +349,24 @@ TEST_F(MetaDamage, FailedAppendLeavesNoDamage) {
   EXPECT_FALSE((*again)->Lookup(kRootIno, "lost-write").ok());
 }
 
+// A compaction that fails half-way (here: writing the new journal) leaves
+// the previous snapshot and journal in charge, and appends go on.
+TEST_F(MetaDamage, FailedCompactionKeepsThePreviousPair) {
+  testing::FaultEnv env;
+  auto m = EmbeddedMeta::Open(meta_, &env, EmbeddedOptions{JournalOptions::Mode::kServe, true, 0});
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  env.FailWrite(1, ENOSPC, "journal.tmp");
+  EXPECT_FALSE((*m)->Commit().ok());
+  env.Reset();
+  EXPECT_FALSE(testutil::PathExists(meta_ + "/journal.tmp"));
+  EXPECT_FALSE(testutil::PathExists(meta_ + "/snapshot.tmp"));
+  NewNode n;
+  n.mode = S_IFREG | 0600;
+  ASSERT_TRUE((*m)->Create(kRootIno, "after", n).ok());
+  m->reset();
+  ExpectOpensWith(kFiles + 1);
+}
+
 TEST(MetaFreshStore, NewStoreIsCreatedAndAnEmptyOneReopens) {
   TempDir dir("fresh");
   ASSERT_TRUE(OpenMetaEngine("", dir.path()).ok());
