@@ -170,6 +170,10 @@ Status LoadSnapshot(const std::string& name, std::string_view data, const Journa
   size_t off = 0;
   if (*header) {
     off = FrameAt(data, 0)->end;
+  } else if (auto f = FrameAt(data, 0); f && f->magic == kMagic) {
+    // Records but no header: the format before headers and trailers.
+    Status st = log.Note(name + ": written by an older tempfs (no header); fsck converts it");
+    if (!st.ok()) return st;
   } else if (Status st = log.Note(name + ": no valid header (overwritten, or not a tempfs snapshot)"); !st.ok()) {
     return st;
   }

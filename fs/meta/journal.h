@@ -33,8 +33,13 @@
 // crafted xattr value, say) is reported as damage: a false alarm that fsck
 // resolves, never a silent loss.
 //
+// Power loss is another matter: without Sync() the kernel may have written
+// a later page of the journal and not an earlier one, which reads as damage
+// (refused, and fsck recovers every record that reached the disk).
+//
 // A missing file: snapshot and journal both missing is a new store unless the
 // caller says the store already holds data; one without the other is damage.
+// A store written before headers existed is refused too; fsck converts it.
 //
 // Damage is EUCLEAN with a message that names the file and what is wrong.
 //

@@ -349,6 +349,19 @@ TEST_F(MetaDamage, FailedAppendLeavesNoDamage) {
   EXPECT_FALSE((*again)->Lookup(kRootIno, "lost-write").ok());
 }
 
+// A store of the format before headers: refused with a word on what to do,
+// and fsck converts it without losing a file.
+TEST_F(MetaDamage, StoreOfTheOlderFormatIsConvertedByRecovery) {
+  for (const char* f : {"snapshot", "journal"}) {
+    std::string data = ReadFile(meta_ + "/" + f);
+    auto recs = RecordSpans(data);
+    ASSERT_FALSE(recs.empty());
+    WriteFile(meta_ + "/" + f, data.substr(recs.front().begin, recs.back().end - recs.front().begin));
+  }
+  ExpectRefused("snapshot: written by an older tempfs (no header); fsck converts it");
+  ExpectRecovered(0);
+}
+
 // A compaction that fails half-way (here: writing the new journal) leaves
 // the previous snapshot and journal in charge, and appends go on.
 TEST_F(MetaDamage, FailedCompactionKeepsThePreviousPair) {
