@@ -45,8 +45,26 @@ void FaultEnv::CorruptWrite(int nth, size_t index, std::string filter) {
   seen_corrupt_ = 0;
 }
 
+void FaultEnv::FailRename(int err, std::string filter) {
+  std::lock_guard lock(mu_);
+  rename_ = {true, std::move(filter)};
+  rename_err_ = err;
+}
+
+int FaultEnv::RenameAt(int olddirfd, const char* oldpath, int newdirfd, const char* newpath) {
+  {
+    std::lock_guard lock(mu_);
+    if (rename_.Matches(oldpath)) {
+      errno = rename_err_;
+      return -1;
+    }
+  }
+  return EnvWrapper::RenameAt(olddirfd, oldpath, newdirfd, newpath);
+}
+
 void FaultEnv::Reset() {
   std::lock_guard lock(mu_);
+  rename_ = Fault{};
   fail_ = short_ = nospace_ = corrupt_ = Fault{};
   unsynced_.clear();
   writes_ = 0;

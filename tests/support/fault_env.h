@@ -11,6 +11,8 @@
 //                       bytes were written (a disk that fills);
 //   CorruptWrite(n, i): the n-th write from now has byte i of its buffer
 //                       flipped on its way to the file;
+//   FailRename(err):    renames whose source matches fail with err (until
+//                       Reset), as a crash between two renames would leave it;
 //   DropUnsynced():     every file written through this Env since its last
 //                       fsync/fdatasync is cut back to its synced length, as a
 //                       power loss would (leveldb's FaultInjectionTestEnv).
@@ -36,6 +38,7 @@ class FaultEnv final : public EnvWrapper {
   void ShortWrites(size_t max, std::string filter = {});
   void NoSpaceAfter(uint64_t bytes, std::string filter = {});
   void CorruptWrite(int nth, size_t index, std::string filter = {});
+  void FailRename(int err, std::string filter = {});
   // Returns the number of files cut back.
   int DropUnsynced();
   void Reset();
@@ -47,6 +50,7 @@ class FaultEnv final : public EnvWrapper {
   int Fallocate(int fd, int mode, off_t off, off_t len) override;
   int Fsync(int fd) override;
   int Fdatasync(int fd) override;
+  int RenameAt(int olddirfd, const char* oldpath, int newdirfd, const char* newpath) override;
 
  private:
   struct Fault {
@@ -69,6 +73,8 @@ class FaultEnv final : public EnvWrapper {
   // Synced length of each file written since its last sync, by path.
   std::map<std::string, off_t> unsynced_;  // guarded by mu_
   std::atomic<int> writes_{0};
+  Fault rename_;  // guarded by mu_
+  int rename_err_ = 0;
 };
 
 }  // namespace tempfs::testing

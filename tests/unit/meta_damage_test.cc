@@ -380,6 +380,47 @@ TEST_F(MetaDamage, FailedCompactionKeepsThePreviousPair) {
   ExpectOpensWith(kFiles + 1);
 }
 
+// A compaction stopped between its two renames: the new snapshot is in
+// place, the old journal still beside it. No change may be acknowledged into
+// that journal (a restart would not replay it), and the restart keeps all.
+TEST_F(MetaDamage, CompactionStoppedBetweenItsRenames) {
+  testing::FaultEnv env;
+  auto m = EmbeddedMeta::Open(meta_, &env, EmbeddedOptions{JournalOptions::Mode::kServe, true, 0});
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  NewNode n;
+  n.mode = S_IFREG | 0600;
+  ASSERT_TRUE((*m)->Create(kRootIno, "before", n).ok());
+  env.FailRename(EIO, "journal.tmp");
+  EXPECT_FALSE((*m)->Commit().ok());
+  EXPECT_FALSE((*m)->Create(kRootIno, "refused", n).ok()) << "a change went to a journal no one replays";
+  m->reset();
+  ExpectOpensWith(kFiles + 1);
+  auto again = OpenMetaEngine("", store_);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE((*again)->Lookup(kRootIno, "before").ok());
+}
+
+// Corruption on the way to the disk (one byte of one append) with valid
+// records after it: refused, and recovery keeps every other record.
+TEST_F(MetaDamage, ByteCorruptedOnItsWayIsRefused) {
+  testing::FaultEnv env;
+  {
+    auto m = EmbeddedMeta::Open(meta_, &env, EmbeddedOptions{JournalOptions::Mode::kServe, true, 0});
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    env.CorruptWrite(3, 30, "journal");
+    NewNode n;
+    n.mode = S_IFREG | 0600;
+    for (int i = 0; i < 6; i++) ASSERT_TRUE((*m)->Create(kRootIno, "c" + std::to_string(i), n).ok());
+  }
+  ExpectRefused("journal: record 3 unreadable with valid records after it");
+  ReplayReport report;
+  TreeRepair repair;
+  std::vector<Ino> adopted;
+  ASSERT_NO_FATAL_FAILURE(Recover(&report, &repair, &adopted));
+  EXPECT_EQ(report.journal_records, 5u);
+  ExpectOpensWith(kFiles + 5);  // c2 is lost (it had no data file to keep)
+}
+
 TEST(MetaFreshStore, NewStoreIsCreatedAndAnEmptyOneReopens) {
   TempDir dir("fresh");
   ASSERT_TRUE(OpenMetaEngine("", dir.path()).ok());
