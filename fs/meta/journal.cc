@@ -400,18 +400,19 @@ Result<std::unique_ptr<Journal>> Journal::Open(const std::string& dir, const Rec
   j->fd_ = fd;
   j->write_off_ = jl.valid_end;
   // Whatever lies past the valid prefix is a torn record or preallocated
-  // zeros: zero it (and at least one frame header) so that the records end
-  // where they are now.
-  size_t zero_to = std::max(jdata->value().size(), jl.valid_end + kHeader);
-  if (zero_to > jl.valid_end) {
-    if (jdata->value().find_first_not_of('\0', jl.valid_end) != std::string::npos) {
-      TLOG_INFO("journal: dropped a torn last record (a crash while it was written)");
-    }
+  // zeros: zero the torn bytes (and at least one frame header) so that the
+  // records end where they are now. Zeros already there are not rewritten.
+  const std::string& data = **jdata;
+  size_t last = data.find_last_not_of('\0');
+  size_t dirty_end = last == std::string::npos || last < jl.valid_end ? jl.valid_end : last + 1;
+  if (dirty_end > jl.valid_end) TLOG_INFO("journal: dropped a torn last record (a crash while it was written)");
+  size_t zero_to = std::max(dirty_end, jl.valid_end + kHeader);
+  if (dirty_end > jl.valid_end || data.size() < zero_to) {
     std::string zeros(zero_to - jl.valid_end, '\0');
     Status st = WriteFully(env, fd, zeros, static_cast<off_t>(jl.valid_end));
     if (!st.ok()) return st;
   }
-  j->allocated_ = zero_to;
+  j->allocated_ = std::max(data.size(), zero_to);
   Status st = j->Preallocate(kReserve);
   if (!st.ok()) TLOG_WARN("journal: cannot preallocate: %s", st.ToString().c_str());
   return j;
