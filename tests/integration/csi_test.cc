@@ -25,9 +25,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -1280,6 +1282,52 @@ TEST_F(CsiTest, PublishNeverFollowsSymlinks) {
   std::string got;
   EXPECT_EQ(ReadPath(etc + "/passwd", &got), "");
   EXPECT_EQ(got, "root:x:0:0::/root:/bin/sh\n");
+}
+
+// Finding 9, raced: while publish runs, a directory on the way to the target
+// is swapped again and again (renameat2 RENAME_EXCHANGE) with a symlink to a
+// decoy outside. Publish either mounts on the real directory or refuses;
+// the decoy never gets a mount or an entry, and unpublish leaves no mount.
+TEST_F(CsiTest, PublishRacingASymlinkSwapNeverReachesTheDecoy) {
+  const std::string decoy = outside_ + "/decoy";
+  ASSERT_EQ(mkdir(decoy.c_str(), 0755), 0);
+  const std::string target = Target("pod-r");  // .../kubernetes.io~csi/data/mount
+  const std::string real = target.substr(0, target.rfind('/'));
+  const std::string swap = real + "-swap";
+  ASSERT_EQ(symlink(decoy.c_str(), swap.c_str()), 0);
+  const std::string outside_before = Listing(outside_);
+  constexpr int kRounds = 40;
+  constexpr int kMaxSwapsPerRound = 20000;
+  int published = 0, refused = 0;
+  for (int round = 0; round < kRounds && !HasFailure(); round++) {
+    std::atomic<bool> done{false};
+    std::thread swapper([&] {
+      for (int i = 0; i < kMaxSwapsPerRound && !done.load(); i++) {
+        renameat2(AT_FDCWD, real.c_str(), AT_FDCWD, swap.c_str(), RENAME_EXCHANGE);
+      }
+    });
+    grpc::Status st = plugin_->Publish(InlineVolume("csi-r", target, "team-a", {{"volume", "raced"}}));
+    done = true;
+    swapper.join();
+    struct stat lst {};
+    ASSERT_EQ(lstat(real.c_str(), &lst), 0);
+    if (S_ISLNK(lst.st_mode)) {
+      ASSERT_EQ(renameat2(AT_FDCWD, real.c_str(), AT_FDCWD, swap.c_str(), RENAME_EXCHANGE), 0);
+    }
+    EXPECT_TRUE(st.ok() || st.error_code() == grpc::StatusCode::INVALID_ARGUMENT) << Describe(st);
+    EXPECT_EQ(Listing(outside_), outside_before) << "round " << round << ": the decoy was touched";
+    EXPECT_TRUE(MountPointsUnder(outside_).empty()) << "round " << round << ": a mount reached the decoy";
+    if (st.ok()) {
+      published++;
+      EXPECT_TRUE(IsMountPoint(target)) << "round " << round;
+    } else {
+      refused++;
+    }
+    grpc::Status un = plugin_->Unpublish("csi-r", target);
+    EXPECT_TRUE(un.ok()) << Describe(un);
+    EXPECT_TRUE(MountPointsUnder(pods_).empty()) << "round " << round << ": unpublish left a mount";
+  }
+  std::cerr << "raced publishes: " << published << " mounted, " << refused << " refused\n";
 }
 
 // Finding 9: targets outside kubelet's directory, or escaping it with "..",
