@@ -3,8 +3,10 @@
 // NodeGetInfo), one volume published for two "pods" at two target paths with
 // the three sharing modes between them, isolation from other volumes,
 // cleanup and retention at unpublish, a dead daemon under a published volume,
-// recovery after a daemon restart, a plugin restart, and malformed requests
-// answered with the spec's codes. Each "pod" is a forked process in its own
+// recovery after a daemon restart, a plugin restart, malformed requests
+// answered with the spec's codes, and the faults of issue 10: unpublish never
+// touching what publish did not make, targets confined to kubelet's
+// directory and never reached through a symlink, bad capacities refused. Each "pod" is a forked process in its own
 // mount namespace whose only way to tempfs is its target path.
 
 #include <dirent.h>
