@@ -19,8 +19,10 @@ namespace {
 
 // The set-ID bits a write or chown takes away: set-group-ID only where it
 // means "run as group" (group execute set), not where it marks mandatory locking.
+// Any non-directory, as Linux's chown_common does: FIFOs, sockets and device
+// nodes lose them too (directories keep theirs: set-group-ID is inheritance there).
 uint32_t KilledSetIdBits(uint32_t mode) {
-  if (!S_ISREG(mode)) return 0;
+  if (S_ISDIR(mode)) return 0;
   uint32_t bits = mode & S_ISUID;
   if ((mode & S_ISGID) && (mode & S_IXGRP)) bits |= S_ISGID;
   return bits;
@@ -217,7 +219,7 @@ Result<Attr> Vfs::SetAttr(Ino ino, const SetAttrRequest& request, int fd, bool k
   if (!cur.ok()) return cur;
   SetAttrRequest req = request;
   // Linux drops set-ID bits on truncate by the unprivileged and on any chown
-  // of a regular file, unless the same call sets the mode.
+  // of a non-directory, unless the same call sets the mode.
   bool chown = (req.valid & (SetAttrRequest::kUid | SetAttrRequest::kGid)) != 0;
   if ((kill_suid || chown) && !(req.valid & SetAttrRequest::kMode)) {
     if (uint32_t bits = KilledSetIdBits(cur->mode)) {

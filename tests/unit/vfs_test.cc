@@ -391,6 +391,46 @@ TEST_F(VfsTest, SetAttrSizeOnNonFiles) {
   EXPECT_ERRNO(v().SetAttr(4242, req, -1), ENOENT);
 }
 
+// chown of any non-directory drops S_ISUID, and S_ISGID where group execute
+// is set (pjdfstest chown/00.t, Linux's chown_common); directories keep both.
+TEST_F(VfsTest, ChownDropsSetIdBitsOfEveryNonDirectory) {
+  struct Case {
+    const char* name;
+    uint32_t type;
+    uint32_t mode;
+    uint32_t after;
+  };
+  const Case cases[] = {
+      {"reg", S_IFREG, 06555, 0555},        {"fifo", S_IFIFO, 06555, 0555},
+      {"sock", S_IFSOCK, 06555, 0555},      {"chr", S_IFCHR, 06555, 0555},
+      {"blk", S_IFBLK, 06555, 0555},        {"fifo_sgid_noexec", S_IFIFO, 06545, 02545},
+      {"chr_suid", S_IFCHR, 04755, 0755},   {"dir", S_IFDIR, 06555, 06555},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto n = v().MakeNode({}, kRootIno, c.name, c.type | c.mode, c.type == S_IFCHR ? 0x103 : 0);
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    ASSERT_EQ(n->mode & 07777, c.mode);
+    for (uint32_t valid : {SetAttrRequest::kUid | SetAttrRequest::kGid, uint32_t{SetAttrRequest::kGid}}) {
+      SetAttrRequest mode;
+      mode.valid = SetAttrRequest::kMode;
+      mode.mode = c.mode;
+      ASSERT_TRUE(v().SetAttr(n->ino, mode, -1).ok());
+      SetAttrRequest req;
+      req.valid = valid;
+      req.uid = 65534;
+      req.gid = 65533;
+      auto r = v().SetAttr(n->ino, req, -1);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      EXPECT_EQ(r->mode, c.type | c.after) << "valid=" << valid;
+      auto stored = v().GetAttr(n->ino);
+      ASSERT_TRUE(stored.ok());
+      EXPECT_EQ(stored->mode, c.type | c.after) << "valid=" << valid;
+      EXPECT_EQ(stored->gid, 65533u);
+    }
+  }
+}
+
 TEST_F(VfsTest, SetAttrTimesGoToTheData) {
   auto f = CreateWith(kRootIno, "f", "x");
   v().Release(f.handle);
