@@ -28,6 +28,9 @@ class MetaEngine {
  public:
   virtual ~MetaEngine() = default;
 
+  // "." and ".." are the kernel's lookups for file handles: the inode
+  // `parent` itself (any type, ENOENT once it has no name), and the directory
+  // that names directory `parent`.
   virtual Result<Attr> Lookup(Ino parent, std::string_view name) = 0;
   virtual Result<Attr> GetAttr(Ino ino) = 0;
   // Adds a new inode named `name` in `parent`; EEXIST if the name is taken.
