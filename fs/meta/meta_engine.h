@@ -62,6 +62,9 @@ class MetaEngine {
   virtual Result<std::vector<Ino>> Orphans() = 0;
   // Number of inodes, for statfs.
   virtual uint64_t InodeCount() = 0;
+  // Buckets of the engine's in-memory inode index (0: it keeps none), for
+  // the admin view: it must shrink again when inodes go.
+  virtual uint64_t IndexBuckets() { return 0; }
   // Makes everything so far durable against power loss (not only a crash).
   virtual Status Sync() = 0;
 };

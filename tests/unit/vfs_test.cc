@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/memory.h"
 #include "meta/meta_engine.h"
 #include "meta_test_util.h"
 #include "store/local_store.h"
@@ -429,6 +430,34 @@ TEST_F(VfsTest, ChownDropsSetIdBitsOfEveryNonDirectory) {
       EXPECT_EQ(stored->gid, 65533u);
     }
   }
+}
+
+// After many inodes are gone their tables give their buckets back (an
+// unordered_map keeps them on erase), so `rm -rf` of a large tree lets the
+// daemon shrink again.
+TEST_F(VfsTest, TablesShrinkWhenManyInodesGo) {
+  constexpr int kInodes = 6000;
+  const VfsTables start = v().Tables();
+  std::vector<Ino> inos;
+  for (int i = 0; i < kInodes; i++) {
+    auto a = v().MakeNode({}, kRootIno, "n" + std::to_string(i), S_IFREG | 0644, 0);
+    ASSERT_TRUE(a.ok()) << a.status().ToString();
+    inos.push_back(a->ino);
+  }
+  const VfsTables peak = v().Tables();
+  EXPECT_EQ(peak.kernel_inodes, start.kernel_inodes + kInodes);
+  EXPECT_EQ(peak.meta_inodes, start.meta_inodes + kInodes);
+  EXPECT_GE(peak.kernel_inode_buckets, static_cast<uint64_t>(kInodes));
+  EXPECT_GE(peak.meta_buckets, static_cast<uint64_t>(kInodes));
+  for (int i = 0; i < kInodes; i++) {
+    ASSERT_TRUE(v().Unlink(kRootIno, "n" + std::to_string(i)).ok());
+    v().Forget(inos[i], 1);  // as the kernel does once the name is gone
+  }
+  const VfsTables after = v().Tables();
+  EXPECT_EQ(after.kernel_inodes, start.kernel_inodes);
+  EXPECT_EQ(after.meta_inodes, start.meta_inodes);
+  EXPECT_LE(after.kernel_inode_buckets, 2 * kMinShrinkBuckets);
+  EXPECT_LE(after.meta_buckets, 2 * kMinShrinkBuckets);
 }
 
 TEST_F(VfsTest, SetAttrTimesGoToTheData) {
