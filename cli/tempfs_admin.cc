@@ -261,6 +261,10 @@ void CmdStatus(const Node& n, bool json) {
   t.Add({"  cached copies", Bytes(Num(cap, "cached_bytes")) + " in " + std::to_string(Int(cap, "cached_files")) + " files (" +
                                std::to_string(Int(cap, "pinned_files")) + " pinned)"});
   t.Add({"volumes", std::to_string(Int(s, "volumes"))});
+  if (const Json* mem = s.Find("memory"); mem != nullptr) {
+    t.Add({"memory", Bytes(Num(*mem, "rss_bytes")) + " resident; " + std::to_string(Int(*mem, "meta_inodes")) +
+                         " inodes, " + std::to_string(Int(*mem, "kernel_inodes")) + " known to the kernel"});
+  }
   t.Add({"local opens", std::to_string(Int(k, "local_opens"))});
   t.Add({"remote fetches", std::to_string(Int(k, "remote_fetches")) + " (" + Bytes(Num(k, "bytes_fetched")) + ")"});
   t.Add({"fetch failures", std::to_string(Int(k, "fetch_failures")) + " (checksum mismatches " +

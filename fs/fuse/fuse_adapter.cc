@@ -55,7 +55,7 @@ fuse_entry_param ToEntry(fuse_req_t req, const Attr& a) {
   fuse_entry_param e;
   std::memset(&e, 0, sizeof e);
   e.ino = a.ino;
-  e.generation = 1;
+  e.generation = a.generation;
   e.attr = ToStat(a);
   e.attr_timeout = AttrTimeout(req, a);
   e.entry_timeout = A(req).options().entry_timeout;
@@ -216,6 +216,10 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   // With KILLPRIV_V2 the kernel trusts us with set-ID bits and stops asking
   // for security.capability before every write (it marks inodes S_NOSEC).
   if (conn->capable & FUSE_CAP_HANDLE_KILLPRIV_V2) conn->want |= FUSE_CAP_HANDLE_KILLPRIV_V2;
+  // open_by_handle_at of an inode the kernel no longer caches (or of a
+  // handle made before a restart): the kernel looks up "." and ".." by inode
+  // number and compares the generation itself (ESTALE on a mismatch).
+  if (conn->capable & FUSE_CAP_EXPORT_SUPPORT) conn->want |= FUSE_CAP_EXPORT_SUPPORT;
   if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
   if (conn->capable & FUSE_CAP_SPLICE_READ) conn->want |= FUSE_CAP_SPLICE_READ;
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;

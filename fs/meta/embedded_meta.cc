@@ -4,6 +4,7 @@
 
 #include <mutex>
 
+#include "common/memory.h"
 #include "meta/codec.h"
 #include "meta/redis_meta.h"
 
@@ -170,6 +171,7 @@ void EmbeddedMeta::Apply(std::string_view record) {
       }
       case kDelInode:
         nodes_.erase(d.U64());
+        ShrinkIfSparse(nodes_);  // after rm -rf of a large tree
         break;
       case kPutEntry: {
         Ino parent = d.U64();
@@ -260,6 +262,11 @@ Result<std::vector<Ino>> EmbeddedMeta::Orphans() {
 uint64_t EmbeddedMeta::InodeCount() {
   std::shared_lock lock(mu_);
   return nodes_.size();
+}
+
+uint64_t EmbeddedMeta::IndexBuckets() {
+  std::shared_lock lock(mu_);
+  return nodes_.bucket_count();
 }
 
 Status EmbeddedMeta::Sync() {

@@ -28,6 +28,9 @@ class MetaEngine {
  public:
   virtual ~MetaEngine() = default;
 
+  // "." and ".." are the kernel's lookups for file handles: the inode
+  // `parent` itself (any type, ENOENT once it has no name), and the directory
+  // that names directory `parent`.
   virtual Result<Attr> Lookup(Ino parent, std::string_view name) = 0;
   virtual Result<Attr> GetAttr(Ino ino) = 0;
   // Adds a new inode named `name` in `parent`; EEXIST if the name is taken.
@@ -59,6 +62,9 @@ class MetaEngine {
   virtual Result<std::vector<Ino>> Orphans() = 0;
   // Number of inodes, for statfs.
   virtual uint64_t InodeCount() = 0;
+  // Buckets of the engine's in-memory inode index (0: it keeps none), for
+  // the admin view: it must shrink again when inodes go.
+  virtual uint64_t IndexBuckets() { return 0; }
   // Makes everything so far durable against power loss (not only a crash).
   virtual Status Sync() = 0;
 };
