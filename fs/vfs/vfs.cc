@@ -63,6 +63,10 @@ Status Vfs::Start() {
 }
 
 size_t Vfs::CollectGarbage() {
+  // A lost namespace knows none of the local files: removing them on its
+  // word would remove everything. (Each answer below is checked against the
+  // namespace id as well; this saves the pass.)
+  if (!meta_->Namespace().intact) return 0;
   size_t removed = 0;
   auto inos = store_->ListData();
   if (!inos.ok()) return 0;
@@ -153,6 +157,7 @@ void Vfs::Forget(Ino ino, uint64_t count) {
 }
 
 void Vfs::DropInode(Ino ino, Ino project, bool charged) {
+  if (!meta_->Namespace().intact) return;  // keep everything while the namespace is lost
   // Data first: a crash in between leaves an orphan record, dropped at the next start.
   Status st;
   if (auto quota = charged ? QuotaOf(project) : nullptr) {
@@ -399,6 +404,9 @@ void Vfs::MakeRoom(uint64_t need) {
     // Only a copy: the owner still has the data. Check, in case this node
     // took the file over since.
     auto a = meta_->GetAttr(victim);
+    // Without an answer (Redis down, namespace lost) the copy may be the
+    // only one left: keep it.
+    if (!a.ok() && a.err() != ENOENT) return;
     std::lock_guard lock(mu_);
     auto it = lru_pos_.find(victim);
     if (it == lru_pos_.end()) continue;  // taken over (or evicted) meanwhile
