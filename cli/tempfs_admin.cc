@@ -183,6 +183,11 @@ Node PickNode(const std::string& mnt) {
     n.mountpoint = ours[0].mountpoint;
   }
   struct stat st;
+  if (stat(n.mountpoint.c_str(), &st) != 0 && errno == EIO) {
+    // A fenced node (lost namespace) answers EIO to everything; its control
+    // socket still works and says why.
+    return n;
+  }
   if (stat(n.mountpoint.c_str(), &st) != 0) {
     Fail(IsDeadMountErrno(errno) ? "the tempfs daemon of " + n.mountpoint + " is not running (dead mount)"
                            : n.mountpoint + ": " + strerror(errno));
