@@ -905,7 +905,8 @@ Result<StoreUsage> Vfs::Usage() {
     bool own = true;
     if (clustered()) {
       auto a = meta_->GetAttr(ino);
-      own = a.ok() && !OwnedElsewhere(*a);
+      // Without an answer (a fenced node) the data is kept: count it as its own.
+      own = a.ok() ? !OwnedElsewhere(*a) : a.err() != ENOENT;
     }
     (own ? u.own_files : u.cached_files)++;
     (own ? u.own_bytes : u.cached_bytes) += bytes;
