@@ -34,6 +34,9 @@ redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 return 1
 )";
 
+// KEYS: heartbeat. ARGV: this node's value. Deletes the heartbeat if it is ours.
+const char kLeaveScript[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 0";
+
 // A heartbeat's address (its value up to the store id).
 std::string AddressOf(const std::string& heartbeat) { return heartbeat.substr(0, heartbeat.find(' ')); }
 
@@ -54,8 +57,7 @@ NodeRegistry::~NodeRegistry() {
   if (self_ != 0) {
     // Leave at once rather than when the heartbeat expires (only our own:
     // after a namespace was lost the number may be another node's).
-    auto r = redis_.Command({"EVAL", "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end return 0",
-                             "1", "tfs:node:hb:" + std::to_string(self_), HeartbeatValue()});
+    auto r = redis_.Command({"EVAL", kLeaveScript, "1", "tfs:node:hb:" + std::to_string(self_), HeartbeatValue()});
     (void)r;
   }
 }

@@ -93,7 +93,9 @@ Result<std::string> SetAsideStoreData(const std::string& store_dir, const std::s
   for (const char* name : {"data", "pins"}) {
     std::string from = store_dir + "/" + name;
     if (lstat(from.c_str(), &st) != 0) continue;
-    if (rename(from.c_str(), (dest + "/" + name).c_str()) != 0) return Status::FromErrno("move " + from + " to " + dest);
+    if (rename(from.c_str(), (dest + "/" + name).c_str()) != 0) {
+      return Status::FromErrno("move " + from + " to " + dest);
+    }
   }
   int dfd = open(store_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {

@@ -242,7 +242,9 @@ Status RedisMeta::JoinNamespace(const std::string& store_dir, const MetaOpenOpti
     if (!set.ok()) return set.status();
     auto get = client_.Command({"GET", kNamespace});  // whoever won the race
     if (!get.ok()) return get.status();
-    if (get->nil() || get->type == RedisValue::kError) return Status::Err(EIO, "cannot set the namespace id in Redis " + where);
+    if (get->nil() || get->type == RedisValue::kError) {
+      return Status::Err(EIO, "cannot set the namespace id in Redis " + where);
+    }
     in_redis = get->str;
     TLOG_INFO("namespace %s made in Redis %s", in_redis.c_str(), where.c_str());
   }

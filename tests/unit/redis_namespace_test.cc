@@ -59,7 +59,9 @@ class RedisNamespaceTest : public ::testing::Test {
     o.join_new_namespace = join_new;
     return RedisMeta::Open(TestRedis::Get().uri(), std::chrono::seconds(5), store, o);
   }
-  static RedisClient Client() { return RedisClient(*RedisAddress::Parse(TestRedis::Get().uri()), std::chrono::seconds(5)); }
+  static RedisClient Client() {
+    return RedisClient(*RedisAddress::Parse(TestRedis::Get().uri()), std::chrono::seconds(5));
+  }
   static long long DbSize() {
     auto r = Client().Command({"DBSIZE"});
     return r.ok() ? r->integer : -1;
