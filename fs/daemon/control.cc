@@ -273,6 +273,11 @@ Result<Json> ControlServer::Status_() {
   } else {
     meta.Set("healthy", true);
   }
+  // A lost or foreign namespace: the node keeps its data and serves nothing.
+  NamespaceState ns = vfs.meta().Namespace();
+  if (!ns.id.empty()) meta.Set("namespace", ns.id);
+  meta.Set("fenced", !ns.intact);
+  if (!ns.intact) meta.Set("healthy", false).Set("error", "fenced: " + ns.problem);
   // Volumes, as the CSI plugin files them: volumes/<namespace>/<name>.
   int64_t volumes = 0;
   if (auto top = vfs.meta().Lookup(kRootIno, "volumes"); top.ok() && S_ISDIR(top->mode)) {

@@ -274,14 +274,15 @@ Status EmbeddedMeta::Sync() {
   return journal_->Sync();
 }
 
-Result<std::unique_ptr<MetaEngine>> OpenMetaEngine(const std::string& uri, const std::string& store_dir) {
+Result<std::unique_ptr<MetaEngine>> OpenMetaEngine(const std::string& uri, const std::string& store_dir,
+                                                   const MetaOpenOptions& options) {
   if (uri.empty() || uri == "embedded") {
     auto m = EmbeddedMeta::Open(store_dir + "/meta");
     if (!m.ok()) return m.status();
     return std::unique_ptr<MetaEngine>(std::move(*m));
   }
   if (uri.rfind("redis://", 0) == 0) {
-    auto m = RedisMeta::Open(uri, std::chrono::seconds(5));
+    auto m = RedisMeta::Open(uri, std::chrono::seconds(5), store_dir, options);
     if (!m.ok()) return m.status();
     return std::unique_ptr<MetaEngine>(std::move(*m));
   }

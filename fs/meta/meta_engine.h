@@ -10,6 +10,10 @@
 // calls Drop(): the kernel may still hold them open. Orphans() lists such
 // inodes after a restart so that the caller can drop them.
 //
+// A shared engine checks that it still serves the namespace the store joined
+// (namespace_identity.h); when not, it is fenced: every operation fails with
+// EIO and Namespace() says why, so that nothing is removed on its word.
+//
 // Thread safety: all methods may be called concurrently.
 #pragma once
 
@@ -23,6 +27,13 @@
 #include "meta/types.h"
 
 namespace tempfs {
+
+struct NamespaceState {
+  bool intact = true;
+  std::string id;       // the namespace id ("" for an engine kept in the store)
+  std::string problem;  // why it is not intact
+  std::string left;     // the id of the namespace the store left at open (--join-new-namespace), else ""
+};
 
 class MetaEngine {
  public:
@@ -67,10 +78,20 @@ class MetaEngine {
   virtual uint64_t IndexBuckets() { return 0; }
   // Makes everything so far durable against power loss (not only a crash).
   virtual Status Sync() = 0;
+  // Cheap (no round trip): what the engine last saw of its namespace.
+  virtual NamespaceState Namespace() { return {}; }
+};
+
+struct MetaOpenOptions {
+  // Shared engines: a store that belongs to another namespace (or to one the
+  // engine lost) joins the engine's namespace, or makes a new one in an
+  // empty engine, instead of being refused.
+  bool join_new_namespace = false;
 };
 
 // Opens the engine named by `uri` for the store at `store_dir`. "" or
 // "embedded" selects the embedded engine, kept under store_dir/meta.
-Result<std::unique_ptr<MetaEngine>> OpenMetaEngine(const std::string& uri, const std::string& store_dir);
+Result<std::unique_ptr<MetaEngine>> OpenMetaEngine(const std::string& uri, const std::string& store_dir,
+                                                   const MetaOpenOptions& options = {});
 
 }  // namespace tempfs

@@ -66,6 +66,10 @@ Status Vfs::Start() {
 }
 
 size_t Vfs::CollectGarbage() {
+  // A lost namespace knows none of the local files: removing them on its
+  // word would remove everything. (Each answer below is checked against the
+  // namespace id as well; this saves the pass.)
+  if (!meta_->Namespace().intact) return 0;
   size_t removed = 0;
   auto inos = store_->ListData();
   if (!inos.ok()) return 0;
@@ -196,6 +200,7 @@ void Vfs::Forget(Ino ino, uint64_t count) {
 }
 
 void Vfs::DropInode(Ino ino, Ino project, bool charged) {
+  if (!meta_->Namespace().intact) return;  // keep everything while the namespace is lost
   // Data first: a crash in between leaves an orphan record, dropped at the next start.
   Status st;
   if (auto quota = charged ? QuotaOf(project) : nullptr) {
@@ -446,6 +451,9 @@ void Vfs::MakeRoom(uint64_t need) {
     // Only a copy: the owner still has the data. Check, in case this node
     // took the file over since.
     auto a = meta_->GetAttr(victim);
+    // Without an answer (Redis down, namespace lost) the copy may be the
+    // only one left: keep it.
+    if (!a.ok() && a.err() != ENOENT) return;
     std::lock_guard lock(mu_);
     auto it = lru_pos_.find(victim);
     if (it == lru_pos_.end()) continue;  // taken over (or evicted) meanwhile
@@ -945,7 +953,8 @@ Result<StoreUsage> Vfs::Usage() {
     bool own = true;
     if (clustered()) {
       auto a = meta_->GetAttr(ino);
-      own = a.ok() && !OwnedElsewhere(*a);
+      // Without an answer (a fenced node) the data is kept: count it as its own.
+      own = a.ok() ? !OwnedElsewhere(*a) : a.err() != ENOENT;
     }
     (own ? u.own_files : u.cached_files)++;
     (own ? u.own_bytes : u.cached_bytes) += bytes;
