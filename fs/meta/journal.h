@@ -8,7 +8,10 @@
 //
 // The journal keeps space allocated ahead of the write offset: when the store
 // fills up, operations that free space (unlink, rmdir, ...) can still be
-// logged, so a full store can always be emptied again.
+// logged, so a full store can always be emptied again. That reserve is part
+// of the file, so it survives restarts and crashes; compaction empties the
+// journal without giving it back, and opening a journal writes nothing unless
+// a torn record must be cleared (and then cuts the file if it cannot).
 //
 // Not thread-safe: the engine serialises calls.
 #pragma once
@@ -50,6 +53,10 @@ class Journal {
  private:
   Journal(std::string dir, int fd, Env* env) : dir_(std::move(dir)), fd_(fd), env_(env) {}
   Status Preallocate(uint64_t need);
+  // Makes `tail`, the bytes past the valid records, harmless for later appends.
+  Status ClearTail(std::string_view tail);
+  // Empties the journal after a compaction but keeps its reserve allocated.
+  Status Restart();
 
   std::string dir_;
   int fd_ = -1;

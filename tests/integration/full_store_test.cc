@@ -15,11 +15,14 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <set>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include "support/mount_fixture.h"
 
@@ -76,6 +79,9 @@ class TmpfsMount {
 };
 
 class FullStoreTest : public ::testing::Test {
+ public:
+  std::string Path(const std::string& name) const { return mount_->mnt() + "/" + name; }
+
  protected:
   void SetUp() override {
     TEMPFS_SKIP_IF_NO_FUSE();
@@ -84,9 +90,10 @@ class FullStoreTest : public ::testing::Test {
     ASSERT_EQ(mkdir(store.c_str(), 0755), 0) << Errno(errno);
     tmpfs_ = std::make_unique<TmpfsMount>(store, kStoreSize);
     ASSERT_TRUE(tmpfs_->mounted()) << tmpfs_->error();
-    mount_ = TempfsMount::Start(dir_->path(), {}, store);
+    mount_ = TempfsMount::Start(dir_->path(), MountArgs(), store);
     ASSERT_NE(mount_, nullptr);
   }
+  virtual std::vector<std::string> MountArgs() const { return {}; }
 
   std::string Abs(const std::string& name) const { return mount_->mnt() + "/" + name; }
 
@@ -272,6 +279,115 @@ TEST_F(FullStoreTest, EnospcIsReportedAndSpaceCanBeFreed) {
     intact[name] = content;
   }
   ExpectIntact(intact, "after freeing space and writing again");
+}
+
+// Fills the store with whole files until one does not fit. Files for which
+// write, fsync and close all succeeded are in `intact`; the one that did not
+// fit is left in place as `partial` (the store stays full to the last byte).
+// Returns false (with a failure) if the store never filled.
+bool FillStore(FullStoreTest& t, const std::string& prefix, std::map<std::string, std::string>* intact,
+               std::string* partial);
+
+// The store filled up in either data path; after a clean umount or a kill -9
+// it must mount again, unlink must free space, and writing must work again
+// (issue 10, finding 3).
+class FullStoreRemountTest : public FullStoreTest,
+                             public ::testing::WithParamInterface<std::tuple<std::string, std::string>> {
+ protected:
+  std::vector<std::string> MountArgs() const override {
+    if (std::get<0>(GetParam()) == "fallback") return {"--no-passthrough"};
+    return {};
+  }
+  bool Kill() const { return std::get<1>(GetParam()) == "kill9"; }
+
+  // Stops the daemon the way the parameter says and mounts the store again.
+  void StopAndMountAgain() {
+    if (Kill()) {
+      mount_->KillDaemon(SIGKILL);
+      ASSERT_FALSE(HasFatalFailure());
+    }
+    CommandResult r = mount_->Unmount();
+    ASSERT_EQ(r.exit_code, 0) << "tempfs umount: " << r.err;
+    ASSERT_TRUE(mount_->Remount()) << "mounting the full store again\n" << mount_->LogTail();
+  }
+
+  // Unlinking the file that did not fit is the first thing a user does.
+  void RemovePartial() {
+    if (partial_.empty()) return;
+    EXPECT_EQ(unlink(Abs(partial_).c_str()), 0) << "unlink " << partial_ << " on a full store: " << Errno(errno);
+    partial_.clear();
+  }
+
+  std::map<std::string, std::string> intact_;
+  std::string partial_;
+};
+
+TEST_P(FullStoreRemountTest, FullStoreMountsAgainAndCanBeEmptied) {
+  ASSERT_TRUE(FillStore(*this, "fill", &intact_, &partial_));
+  ASSERT_LT(AvailableBytes(), kFileSize) << "the store is not full";
+  ASSERT_NO_FATAL_FAILURE(StopAndMountAgain());
+  ExpectIntact(intact_, "after mounting the full store again");
+  RemovePartial();
+
+  // Emptying it through tempfs works, and frees the space.
+  int n = 0;
+  for (auto it = intact_.begin(); it != intact_.end();) {
+    if (n++ % 2 == 0) {
+      EXPECT_EQ(unlink(Abs(it->first).c_str()), 0) << "unlink " << it->first << ": " << Errno(errno);
+      it = intact_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  EXPECT_TRUE(WaitFor([&] { return AvailableBytes() >= 4 * kFileSize; }, std::chrono::milliseconds(10000)))
+      << "deleting files did not free space: " << AvailableBytes() << " bytes available";
+  for (int i = 0; i < 4; ++i) {
+    const std::string name = "again-" + std::to_string(i);
+    intact_[name] = Pattern(2000 + i, kFileSize);
+    WriteNewFile(name, intact_[name]);
+  }
+  ExpectIntact(intact_, "after freeing space");
+
+  // Full once more, and what was kept survives the next start too.
+  std::map<std::string, std::string> more;
+  ASSERT_TRUE(FillStore(*this, "refill", &more, &partial_));
+  intact_.insert(more.begin(), more.end());
+  ASSERT_NO_FATAL_FAILURE(StopAndMountAgain());
+  ExpectIntact(intact_, "after filling again and mounting again");
+  RemovePartial();
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, FullStoreRemountTest,
+                         ::testing::Combine(::testing::Values("passthrough", "fallback"),
+                                            ::testing::Values("umount", "kill9")),
+                         [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param); });
+
+bool FillStore(FullStoreTest& t, const std::string& prefix, std::map<std::string, std::string>* intact,
+               std::string* partial) {
+  for (int i = 0; i < kMaxFiles; ++i) {
+    const std::string name = prefix + "-" + std::to_string(i);
+    const std::string content = Pattern(std::hash<std::string>()(name), kFileSize);
+    int fd = open(t.Path(name).c_str(), O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      EXPECT_EQ(errno, ENOSPC) << "create " << name << ": " << Errno(errno);
+      return true;
+    }
+    bool ok = true;
+    for (size_t off = 0; ok && off < content.size();) {
+      ssize_t n = write(fd, content.data() + off, std::min(kPiece, content.size() - off));
+      ok = n > 0;
+      if (n > 0) off += static_cast<size_t>(n);
+    }
+    ok = fsync(fd) == 0 && ok;
+    ok = close(fd) == 0 && ok;
+    if (!ok) {
+      *partial = name;
+      return true;
+    }
+    (*intact)[name] = content;
+  }
+  ADD_FAILURE() << "the store never filled up";
+  return false;
 }
 
 }  // namespace
