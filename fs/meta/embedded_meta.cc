@@ -159,7 +159,7 @@ Status EmbeddedMeta::Transact(TxnKind kind, const std::function<Status(MetaTxn&)
   if (journal_->NeedsCompaction()) {
     // On failure the journal still holds everything; compaction is retried later.
     Status cst = journal_->Compact([this](const Journal::RecordFn& emit) { Dump(emit); });
-    (void)cst;
+    if (!cst.ok()) TLOG_WARN("metadata: compaction failed, retried later: %s", cst.ToString().c_str());
   }
   return Status::Ok();
 }

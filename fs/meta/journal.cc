@@ -151,8 +151,10 @@ Status Journal::Compact(const DumpFn& dump) {
   }
   if (!st.ok()) {
     env_->Unlink(tmp);
+    compact_at_ = write_off_ + kChunk;
     return st;
   }
+  compact_at_ = kCompactAt;
   int dfd = env_->Open(dir_, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     env_->Fsync(dfd);

@@ -42,8 +42,10 @@ class Journal {
   // Appends one record. Records that free space may use the reserve.
   Status Append(std::string_view record, bool frees_space);
   Status Sync();
-  bool NeedsCompaction() const { return write_off_ > kCompactAt; }
-  // Writes a new snapshot from `dump`, then empties the journal.
+  bool NeedsCompaction() const { return write_off_ > compact_at_; }
+  // Writes a new snapshot from `dump`, then empties the journal. A failure
+  // changes nothing; NeedsCompaction() then waits for kChunk more records, so
+  // that a full store does not rewrite its whole namespace at every change.
   Status Compact(const DumpFn& dump);
 
   static constexpr uint64_t kCompactAt = 64ull << 20;
@@ -63,6 +65,7 @@ class Journal {
   Env* env_;
   uint64_t write_off_ = 0;
   uint64_t allocated_ = 0;
+  uint64_t compact_at_ = kCompactAt;
 };
 
 // Frames `record` (header + payload), as written to the files. Exposed for tests.

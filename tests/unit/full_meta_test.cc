@@ -133,5 +133,26 @@ TEST_F(FullMetaTest, CompactionKeepsTheJournalReserve) {
   }
 }
 
+// A compaction that finds no room is not tried again at once: on a full
+// store every change would otherwise rewrite the whole namespace first.
+TEST_F(FullMetaTest, FailedCompactionWaitsBeforeTryingAgain) {
+  auto j = Journal::Open(
+      meta_dir(), [](std::string_view) {}, &env_);
+  ASSERT_TRUE(j.ok()) << j.status().ToString();
+  const std::string record(1 << 20, 'r');
+  while (!(*j)->NeedsCompaction()) ASSERT_TRUE((*j)->Append(record, false).ok());
+  env_.NoSpaceAfter(0, "/snapshot");
+  auto dump = [&](const Journal::RecordFn& emit) { emit(record); };
+  EXPECT_EQ((*j)->Compact(dump).err(), ENOSPC);
+  EXPECT_FALSE((*j)->NeedsCompaction()) << "a failed compaction is due again at once";
+  for (uint64_t n = 0; n <= Journal::kChunk && !(*j)->NeedsCompaction(); n += record.size()) {
+    ASSERT_TRUE((*j)->Append(record, false).ok());
+  }
+  EXPECT_TRUE((*j)->NeedsCompaction()) << "never tried again";
+  env_.Reset();
+  EXPECT_TRUE((*j)->Compact(dump).ok());
+  EXPECT_FALSE((*j)->NeedsCompaction());
+}
+
 }  // namespace
 }  // namespace tempfs
