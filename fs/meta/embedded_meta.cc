@@ -4,6 +4,7 @@
 
 #include <mutex>
 
+#include "common/log.h"
 #include "common/memory.h"
 #include "meta/codec.h"
 #include "meta/redis_meta.h"
@@ -129,10 +130,17 @@ Result<std::unique_ptr<EmbeddedMeta>> EmbeddedMeta::Open(const std::string& dir,
   m->journal_ = std::move(*j);
   Status st = m->EnsureRoot();
   if (!st.ok()) return st;
-  // Start from a fresh snapshot so that the next start replays little.
+  // Start from a fresh snapshot so that the next start replays little. A
+  // failed compaction changes nothing (the journal still holds everything),
+  // and a store that filled up must still mount so that it can be emptied:
+  // then the journal is kept as it is, for a later compaction.
   std::unique_lock lock(m->mu_);
   st = m->journal_->Compact([&](const Journal::RecordFn& emit) { m->Dump(emit); });
-  if (!st.ok()) return st;
+  if (!st.ok() && st.err() != ENOSPC && st.err() != EDQUOT) return st;
+  if (!st.ok()) {
+    TLOG_WARN("metadata: no room to compact at start (%s); keeping the journal, compacting later",
+              st.ToString().c_str());
+  }
   return m;
 }
 
@@ -152,7 +160,7 @@ Status EmbeddedMeta::Transact(TxnKind kind, const std::function<Status(MetaTxn&)
   if (journal_->NeedsCompaction()) {
     // On failure the journal still holds everything; compaction is retried later.
     Status cst = journal_->Compact([this](const Journal::RecordFn& emit) { Dump(emit); });
-    (void)cst;
+    if (!cst.ok()) TLOG_WARN("metadata: compaction failed, retried later: %s", cst.ToString().c_str());
   }
   return Status::Ok();
 }

@@ -6,6 +6,8 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
+
 #include "common/log.h"
 #include "meta/codec.h"
 
@@ -67,16 +69,29 @@ Result<std::unique_ptr<Journal>> Journal::Open(const std::string& dir, const Rec
   std::unique_ptr<Journal> j(new Journal(dir, fd, env));
   j->write_off_ = jvalid;
   j->allocated_ = jdata->size();
-  // Whatever lies past the valid prefix is a torn record or preallocated
-  // zeros; zero it so that no stale bytes can follow a later record.
-  if (jdata->size() > jvalid) {
-    std::string zeros(jdata->size() - jvalid, '\0');
-    Status st = WriteFully(env, fd, zeros, static_cast<off_t>(jvalid));
-    if (!st.ok()) return st;
-  }
-  Status st = j->Preallocate(kReserve);
+  Status st = j->ClearTail(std::string_view(*jdata).substr(jvalid));
+  if (!st.ok()) return st;
+  st = j->Preallocate(kReserve);
   if (!st.ok()) TLOG_WARN("journal: cannot preallocate: %s", st.ToString().c_str());
   return j;
+}
+
+Status Journal::ClearTail(std::string_view tail) {
+  // Whatever lies past the valid prefix is a torn record or preallocated
+  // zeros. Zeros are left alone: rewriting them would need nothing, but a
+  // store that filled up must open without writing what it need not.
+  size_t torn = tail.find_last_not_of('\0');
+  if (torn == std::string_view::npos) return Status::Ok();
+  std::string zeros(torn + 1, '\0');
+  Status st = WriteFully(env_, fd_, zeros, static_cast<off_t>(write_off_));
+  if (st.ok()) return st;
+  // Cutting the file there also keeps stale bytes from following a later
+  // record, and frees space instead of needing it; only the reserve is lost.
+  TLOG_WARN("journal: cannot clear the torn tail (%s); cutting the journal at byte %llu", st.ToString().c_str(),
+            static_cast<unsigned long long>(write_off_));
+  if (env_->Ftruncate(fd_, static_cast<off_t>(write_off_)) != 0) return Status::FromErrno("truncate journal");
+  allocated_ = write_off_;
+  return Status::Ok();
 }
 
 Journal::~Journal() {
@@ -136,18 +151,37 @@ Status Journal::Compact(const DumpFn& dump) {
   }
   if (!st.ok()) {
     env_->Unlink(tmp);
+    compact_at_ = write_off_ + kChunk;
     return st;
   }
+  compact_at_ = kCompactAt;
   int dfd = env_->Open(dir_, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     env_->Fsync(dfd);
     env_->Close(dfd);
   }
+  return Restart();
+}
+
+Status Journal::Restart() {
   // The snapshot now holds everything; replaying the old journal on top of it
   // would be harmless (it ends in the same state), so emptying it needs no care.
-  if (env_->Ftruncate(fd_, 0) != 0) return Status::FromErrno("truncate journal");
+  // Cutting the file to nothing and allocating again would hand the reserve to
+  // whoever writes meanwhile (the store may be full right now), so the first
+  // kReserve bytes stay allocated and only the records in them are zeroed,
+  // from the front: a crash part way leaves a journal that starts with zeros,
+  // which replays as empty.
+  uint64_t keep = std::min(allocated_, kReserve);
+  Status st = WriteFully(env_, fd_, std::string(std::min(write_off_, keep), '\0'), 0);
+  if (!st.ok()) {
+    // Allocated bytes take a rewrite on any sane file system; if this one
+    // does not, an empty journal is still correct.
+    TLOG_WARN("journal: cannot clear the old records (%s); emptying it", st.ToString().c_str());
+    keep = 0;
+  }
+  if (env_->Ftruncate(fd_, static_cast<off_t>(keep)) != 0) return Status::FromErrno("truncate journal");
   write_off_ = 0;
-  allocated_ = 0;
+  allocated_ = keep;
   Status pst = Preallocate(kReserve);
   if (!pst.ok()) TLOG_WARN("journal: cannot preallocate: %s", pst.ToString().c_str());
   return Status::Ok();

@@ -8,7 +8,10 @@
 //
 // The journal keeps space allocated ahead of the write offset: when the store
 // fills up, operations that free space (unlink, rmdir, ...) can still be
-// logged, so a full store can always be emptied again.
+// logged, so a full store can always be emptied again. That reserve is part
+// of the file, so it survives restarts and crashes; compaction empties the
+// journal without giving it back, and opening a journal writes nothing unless
+// a torn record must be cleared (and then cuts the file if it cannot).
 //
 // Not thread-safe: the engine serialises calls.
 #pragma once
@@ -39,8 +42,10 @@ class Journal {
   // Appends one record. Records that free space may use the reserve.
   Status Append(std::string_view record, bool frees_space);
   Status Sync();
-  bool NeedsCompaction() const { return write_off_ > kCompactAt; }
-  // Writes a new snapshot from `dump`, then empties the journal.
+  bool NeedsCompaction() const { return write_off_ > compact_at_; }
+  // Writes a new snapshot from `dump`, then empties the journal. A failure
+  // changes nothing; NeedsCompaction() then waits for kChunk more records, so
+  // that a full store does not rewrite its whole namespace at every change.
   Status Compact(const DumpFn& dump);
 
   static constexpr uint64_t kCompactAt = 64ull << 20;
@@ -50,12 +55,17 @@ class Journal {
  private:
   Journal(std::string dir, int fd, Env* env) : dir_(std::move(dir)), fd_(fd), env_(env) {}
   Status Preallocate(uint64_t need);
+  // Makes `tail`, the bytes past the valid records, harmless for later appends.
+  Status ClearTail(std::string_view tail);
+  // Empties the journal after a compaction but keeps its reserve allocated.
+  Status Restart();
 
   std::string dir_;
   int fd_ = -1;
   Env* env_;
   uint64_t write_off_ = 0;
   uint64_t allocated_ = 0;
+  uint64_t compact_at_ = kCompactAt;
 };
 
 // Frames `record` (header + payload), as written to the files. Exposed for tests.

@@ -295,7 +295,7 @@ Result<Attr> Vfs::SetAttr(Ino ino, const SetAttrRequest& request, int fd, bool k
   if (S_ISREG(cur->mode)) {
     if (req.valid & SetAttrRequest::kSize) {
       auto truncate = [&]() -> Status {
-        int rc = fd >= 0 ? ftruncate(fd, static_cast<off_t>(req.size)) : -1;
+        int rc = fd >= 0 ? store_->env()->Ftruncate(fd, static_cast<off_t>(req.size)) : -1;
         return rc == 0 ? Status::Ok() : store_->TruncateData(ino, req.size);
       };
       Status st;

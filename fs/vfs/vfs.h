@@ -182,9 +182,11 @@ class Vfs {
   Status Flush(FileHandle* h);
   void Release(FileHandle* h);
   Status Fsync(FileHandle* h, bool datasync);
-  // Writes through the daemon (files with `quota`): within the project's
-  // capacity, a write that does not fit is shortened, one with no room at
-  // all fails with ENOSPC.
+  // Writes through the daemon (the fallback data path): all of `data` is
+  // stored, or the write fails with an errno (ENOSPC on a full store), some
+  // of it perhaps stored. Within a project's capacity, a write that does not
+  // fit is shortened (ENOSPC with the writeback cache, whose kernel side does
+  // not retry the rest), one with no room at all fails with ENOSPC.
   Result<size_t> Write(FileHandle* h, uint64_t off, std::string_view data);
   // fallocate(2); growing a file of a limited project beyond its room: ENOSPC.
   Status Fallocate(FileHandle* h, int mode, uint64_t off, uint64_t len);
