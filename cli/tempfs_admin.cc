@@ -183,6 +183,11 @@ Node PickNode(const std::string& mnt) {
     n.mountpoint = ours[0].mountpoint;
   }
   struct stat st;
+  if (stat(n.mountpoint.c_str(), &st) != 0 && errno == EIO) {
+    // A fenced node (lost namespace) answers EIO to everything; its control
+    // socket still works and says why.
+    return n;
+  }
   if (stat(n.mountpoint.c_str(), &st) != 0) {
     Fail(IsDeadMountErrno(errno) ? "the tempfs daemon of " + n.mountpoint + " is not running (dead mount)"
                            : n.mountpoint + ": " + strerror(errno));
@@ -256,11 +261,18 @@ void CmdStatus(const Node& n, bool json) {
   char lat[64] = "";
   if (meta.Find("latency_ms") != nullptr) snprintf(lat, sizeof lat, ", %.2f ms", Num(meta, "latency_ms"));
   t.Add({"metadata", Str(meta, "engine") + ": " + (Bool(meta, "healthy") ? "healthy" : "UNHEALTHY " + Str(meta, "error")) + lat});
+  if (!Str(meta, "namespace").empty()) {
+    t.Add({"namespace", Str(meta, "namespace") + (Bool(meta, "fenced") ? " (FENCED: local data kept, nothing removed)" : "")});
+  }
   t.Add({"store", Bytes(Num(cap, "total_bytes")) + " total, " + Bytes(Num(cap, "free_bytes")) + " free"});
   t.Add({"  own data", Bytes(Num(cap, "own_bytes")) + " in " + std::to_string(Int(cap, "own_files")) + " files"});
   t.Add({"  cached copies", Bytes(Num(cap, "cached_bytes")) + " in " + std::to_string(Int(cap, "cached_files")) + " files (" +
                                std::to_string(Int(cap, "pinned_files")) + " pinned)"});
   t.Add({"volumes", std::to_string(Int(s, "volumes"))});
+  if (const Json* mem = s.Find("memory"); mem != nullptr) {
+    t.Add({"memory", Bytes(Num(*mem, "rss_bytes")) + " resident; " + std::to_string(Int(*mem, "meta_inodes")) +
+                         " inodes, " + std::to_string(Int(*mem, "kernel_inodes")) + " known to the kernel"});
+  }
   t.Add({"local opens", std::to_string(Int(k, "local_opens"))});
   t.Add({"remote fetches", std::to_string(Int(k, "remote_fetches")) + " (" + Bytes(Num(k, "bytes_fetched")) + ")"});
   t.Add({"fetch failures", std::to_string(Int(k, "fetch_failures")) + " (checksum mismatches " +

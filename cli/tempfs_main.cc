@@ -51,6 +51,9 @@ int main(int argc, char** argv) {
   mount->add_option("--secret-file", mc.secret_file, "cluster mode: file with the cluster secret (mode 600)");
   mount->add_option("--peer-timeout", mc.peer_timeout, "cluster mode: seconds a silent peer gets before reads fail with EIO")
       ->capture_default_str();
+  mount->add_flag("--join-new-namespace", mc.join_new_namespace,
+                  "cluster mode: join the namespace in Redis (or start one in an empty Redis) although this store "
+                  "belongs to another or to one Redis lost; the store's old data is moved to STORE/lost+found");
   mount->add_option("--metrics", mc.metrics, "serve Prometheus metrics on HOST:PORT (GET /metrics); off by default");
   mount->add_option("--cache-timeout", mc.cache_timeout, "cluster mode: seconds the kernel caches names and attributes")
       ->capture_default_str();

@@ -3,8 +3,17 @@
 //   tfs:node:seq         counter of node numbers
 //   tfs:node:num         hash  node name -> number (stable across restarts)
 //   tfs:node:name        hash  number -> node name
-//   tfs:node:hb:<num>    string  the node's peer address, expiring after the
-//                        heartbeat TTL: a node is in the cluster while it is there
+//   tfs:node:hb:<num>    string  "ADDRESS STORE-ID": the node's peer address and
+//                        the id of its store, expiring after the heartbeat TTL:
+//                        a node is in the cluster while it is there
+//
+// Membership belongs to a namespace (namespace_identity.h): a node takes or
+// keeps its number only while Redis holds the namespace its store joined,
+// the number must be the one its store recorded, and every heartbeat is
+// written only while that namespace is there (atomically, in a script).
+// When it is gone, heartbeats stop and on_namespace_lost is called once.
+// "Already live" means a heartbeat of another store under this number; a
+// heartbeat of this store (a daemon killed and started again) is taken over.
 //
 // Thread safety: all methods may be called concurrently.
 #pragma once
@@ -16,6 +25,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <functional>
 #include <thread>
 #include <vector>
 
@@ -26,10 +36,23 @@ namespace tempfs {
 
 class NodeRegistry {
  public:
-  NodeRegistry(RedisClient& redis, std::string name, HostPort advertise, std::chrono::milliseconds ttl);
+  // Who this node is in the namespace.
+  struct Identity {
+    std::string ns;        // the namespace the store joined
+    std::string store_id;  // the store's own id
+    uint32_t recorded = 0;  // the node number the store recorded in `ns`; 0: none yet
+  };
+  NodeRegistry(RedisClient& redis, std::string name, HostPort advertise, std::chrono::milliseconds ttl,
+               Identity identity);
   ~NodeRegistry();
 
-  // Takes (or finds) this node's number and starts the heartbeat.
+  // Set before Join(): called once, from the heartbeat, with the reason,
+  // when Redis no longer holds the namespace.
+  void set_on_namespace_lost(std::function<void(const std::string&)> fn) { on_lost_ = std::move(fn); }
+  // Takes (or finds) this node's number and starts the heartbeat. EIO if
+  // Redis does not hold the store's namespace or gives this node another
+  // number than the store recorded; EEXIST if another store's node is live
+  // under the number.
   Result<uint32_t> Join();
   uint32_t self() const { return self_; }
   // The address of a live node; EHOSTUNREACH if it has no heartbeat.
@@ -48,11 +71,14 @@ class NodeRegistry {
 
  private:
   void Beat();
+  std::string HeartbeatValue() const { return advertise_.ToString() + " " + identity_.store_id; }
 
   RedisClient& redis_;
   const std::string name_;
   const HostPort advertise_;
   const std::chrono::milliseconds ttl_;
+  const Identity identity_;
+  std::function<void(const std::string&)> on_lost_;
   uint32_t self_ = 0;
   std::mutex mu_;
   std::map<uint32_t, std::string> names_;  // guarded by mu_

@@ -77,6 +77,9 @@ void AddCsiOptions(CLI::App& app, CsiConfig& c) {
   app.add_option("--node-id", c.node_id, "this node's name (NodeGetInfo and topology)")->required();
   app.add_option("--mount", c.mount, "this node's tempfs mount point")->required();
   app.add_option("--state-dir", c.state_dir, "where the plugin keeps its records (default: state/ beside the socket)");
+  app.add_option("--kubelet-dir", c.kubelet_dir,
+                 "kubelet's root directory (its --root-dir): publish targets outside it are refused")
+      ->capture_default_str();
   app.add_option("--check-interval", c.check_interval,
                  "seconds between maintenance rounds (re-binding after a daemon restart, expiries)")
       ->capture_default_str()
@@ -112,7 +115,7 @@ int RunCsi(const CsiConfig& c) {
 
   csi::VolumeStore store(mnt, c.node_id);
   csi::IdentityService identity(&store);
-  csi::NodeService node(csi::NodeOptions{c.node_id, c.max_volumes_per_node}, &store, &pubs);
+  csi::NodeService node(csi::NodeOptions{c.node_id, c.max_volumes_per_node, c.kubelet_dir}, &store, &pubs);
 
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix:" + *socket_path, grpc::InsecureServerCredentials());
@@ -127,9 +130,9 @@ int RunCsi(const CsiConfig& c) {
   chmod(socket_path->c_str(), 0600);
 
   Status serving = store.CheckServing();
-  TLOG_INFO("csi: %s %s serving node %s on %s; tempfs mount %s (%s); state in %s", csi::kDriverName,
+  TLOG_INFO("csi: %s %s serving node %s on %s; tempfs mount %s (%s); state in %s; targets beneath %s", csi::kDriverName,
             csi::kVendorVersion, c.node_id.c_str(), socket_path->c_str(), mnt.c_str(),
-            serving.ok() ? "serving" : serving.message().c_str(), state_dir.c_str());
+            serving.ok() ? "serving" : serving.message().c_str(), state_dir.c_str(), c.kubelet_dir.c_str());
 
   std::mutex mu;
   std::condition_variable cv;

@@ -1,7 +1,7 @@
 // `tempfs csi`: the Kubernetes CSI node plugin of one node's tempfs mount.
 //
 //   tempfs csi --endpoint unix:///var/lib/kubelet/plugins/tempfs.csi.local/csi.sock
-//              --node-id NODE --mount /var/lib/tempfs/mnt
+//              --node-id NODE --mount /var/lib/tempfs/mnt [--kubelet-dir /var/lib/kubelet]
 //
 // Serves the CSI Identity and Node services (gRPC on a Unix socket, mode
 // 0600; a stale socket file is replaced, a live one refused) until SIGTERM or
@@ -22,6 +22,7 @@ struct CsiConfig {
   std::string node_id;         // this node's name (NodeGetInfo, topology)
   std::string mount;           // this node's tempfs mount point
   std::string state_dir;       // "" = <socket's directory>/state
+  std::string kubelet_dir = "/var/lib/kubelet";  // publish targets must lie beneath it
   double check_interval = 10;  // seconds between maintenance rounds
   int64_t max_volumes_per_node = 0;
   bool debug = false;

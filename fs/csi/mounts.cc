@@ -1,5 +1,6 @@
 #include "csi/mounts.h"
 
+#include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -9,17 +10,12 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 
+#include "csi/unique_fd.h"
 #include "daemon/mount_table.h"
 
 namespace tempfs::csi {
-namespace {
-
-// Stacked mounts on one path are rare; this bounds a loop that should end
-// after one or two rounds.
-constexpr int kMaxStackedMounts = 32;
-
-}  // namespace
 
 Status CheckTempfsServing(const std::string& mnt) {
   auto entry = FindMount(mnt);
@@ -35,45 +31,49 @@ Status CheckTempfsServing(const std::string& mnt) {
   return Status::Ok();
 }
 
-TargetState InspectTarget(const std::string& target) {
-  struct stat st {};
-  bool mounted = FindMount(target).has_value();
-  if (stat(target.c_str(), &st) != 0) {
-    if (IsDeadMountErrno(errno)) return TargetState::kDead;
-    return mounted ? TargetState::kDead : TargetState::kMissing;
+Result<MountEntry> MountOf(int fd) {
+  const std::string info = "/proc/self/fdinfo/" + std::to_string(fd);
+  std::ifstream in(info);
+  if (!in) return Status::FromErrno("reading " + info);
+  std::string line;
+  int id = -1;
+  while (std::getline(in, line)) {
+    if (line.rfind("mnt_id:", 0) == 0) id = std::atoi(line.c_str() + 7);
   }
-  return mounted ? TargetState::kMounted : TargetState::kUnmounted;
+  if (id < 0) return Status::Err(EIO, info + " has no mnt_id");
+  for (MountEntry& m : AllMounts()) {
+    if (m.id == id) return std::move(m);
+  }
+  return Status::Err(ENOENT, "mount " + std::to_string(id) + " is not in this process's mount table");
 }
 
-Status BindMount(const std::string& source, const std::string& target, bool readonly) {
-  if (mount(source.c_str(), target.c_str(), nullptr, MS_BIND, nullptr) != 0) {
-    return Status::FromErrno("bind-mounting " + source + " on " + target);
+bool Answers(int fd) {
+  struct statfs sf {};
+  return fstatfs(fd, &sf) == 0 || !IsDeadMountErrno(errno);
+}
+
+Status BindMountAt(const std::string& source, int target_fd, const std::string& shown, bool readonly) {
+  // A detached copy of the source's mount, flags set while no one sees it;
+  // nosuid, nodev and noexec of the source are kept by the copy.
+  UniqueFd tree(open_tree(AT_FDCWD, source.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW));
+  if (!tree.valid()) return Status::FromErrno("open_tree " + source);
+  mount_attr attr{};
+  attr.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (readonly ? MOUNT_ATTR_RDONLY : 0);
+  if (mount_setattr(tree.get(), "", AT_EMPTY_PATH, &attr, sizeof attr) != 0) {
+    return Status::FromErrno("setting flags of the bind mount for " + shown);
   }
-  // A bind remount changes the flags of this mount only; noexec is kept as
-  // the source has it.
-  struct statvfs sv {};
-  unsigned long flags = MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV;
-  if (statvfs(source.c_str(), &sv) == 0 && (sv.f_flag & ST_NOEXEC)) flags |= MS_NOEXEC;
-  if (readonly) flags |= MS_RDONLY;
-  if (mount(nullptr, target.c_str(), nullptr, flags, nullptr) != 0) {
-    Status st = Status::FromErrno("setting flags of the bind mount on " + target);
-    umount2(target.c_str(), MNT_DETACH);
-    return st;
+  if (move_mount(tree.get(), "", target_fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0) {
+    return Status::FromErrno("bind-mounting " + source + " on " + shown);
   }
   return Status::Ok();
 }
 
-Status UnmountAll(const std::string& target) {
-  for (int i = 0; i < kMaxStackedMounts; i++) {
-    if (!FindMount(target)) return Status::Ok();
-    if (umount2(target.c_str(), UMOUNT_NOFOLLOW) == 0) continue;
-    int err = errno;
-    if (err == EINVAL && !FindMount(target)) return Status::Ok();  // raced with another unmount
-    if (umount2(target.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0) {
-      return Status::FromErrno("unmounting " + target + " (after " + std::strerror(err) + ")");
-    }
-  }
-  if (FindMount(target)) return Status::Err(EBUSY, "more than 32 mounts stacked on " + target);
+Status DetachMount(int fd, const std::string& shown) {
+  // The magic link names the descriptor's own mount root, so this detaches
+  // exactly the mount that was checked. Lazily: the descriptor itself keeps
+  // the mount busy.
+  const std::string self = "/proc/self/fd/" + std::to_string(fd);
+  if (umount2(self.c_str(), MNT_DETACH) != 0) return Status::FromErrno("unmounting " + shown);
   return Status::Ok();
 }
 

@@ -1,13 +1,15 @@
 // Mount operations of the CSI node plugin: whether the node's tempfs mount
-// serves, what is at a publish target, bind-mounting a volume's directory
-// onto a target, and taking every mount off a target, a dead FUSE mount
-// (ENOTCONN) included. Paths are absolute. Thread-compatible: callers
+// serves, which mount a descriptor is on, bind-mounting a volume's directory
+// onto a target and detaching it again, a dead FUSE mount (ENOTCONN)
+// included. Targets are handled by descriptor (see target_dir.h), never by a
+// path that could lead through a symlink. Thread-compatible: callers
 // serialize operations on the same target.
 #pragma once
 
 #include <string>
 
 #include "common/status.h"
+#include "daemon/mount_table.h"
 
 namespace tempfs::csi {
 
@@ -16,22 +18,25 @@ namespace tempfs::csi {
 // system, or a dead daemon).
 Status CheckTempfsServing(const std::string& mnt);
 
-enum class TargetState {
-  kMissing,    // nothing at the path
-  kUnmounted,  // exists, nothing mounted on it
-  kMounted,    // a mount that answers
-  kDead,       // a mount whose file system does not answer (ENOTCONN)
-};
-TargetState InspectTarget(const std::string& target);
+// The mount that the descriptor `fd` is on (its mount id, read from
+// /proc/self/fdinfo, found in the mount table). No call into that file
+// system: works on a dead FUSE mount.
+Result<MountEntry> MountOf(int fd);
 
-// Bind-mounts the directory `source` on the directory `target`, on top of
-// whatever is mounted there, then sets nosuid,nodev (and ro if asked) on the
-// new mount only.
-Status BindMount(const std::string& source, const std::string& target, bool readonly);
+// Whether the file system under `fd` answers: false for a dead FUSE mount
+// (ENOTCONN, ECONNABORTED).
+bool Answers(int fd);
 
-// Unmounts everything stacked on `target` (lazily, MNT_DETACH, when a plain
-// unmount fails: busy or dead). OK when nothing is mounted there.
-Status UnmountAll(const std::string& target);
+// Bind-mounts the directory `source` on the directory open as `target_fd`
+// (on top of whatever is mounted there), with nosuid,nodev (and ro if
+// asked) set before it is attached: the new mount API (open_tree,
+// mount_setattr, move_mount), so no path is resolved on the target's side.
+// `shown` names the target in errors.
+Status BindMountAt(const std::string& source, int target_fd, const std::string& shown, bool readonly);
+
+// Detaches (MNT_DETACH: pods may still hold files in it) the mount whose
+// root is open as `fd`.
+Status DetachMount(int fd, const std::string& shown);
 
 // Whether `a` and `b` are the same directory (device and inode).
 bool SameDirectory(const std::string& a, const std::string& b);

@@ -90,19 +90,23 @@ Result<uint64_t> ParseQuantity(std::string_view s) {
   uint64_t whole = 0;
   bool digits = false;
   while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
-    if (whole > (std::numeric_limits<uint64_t>::max() - 9) / 10) return bad("too large");
-    whole = whole * 10 + static_cast<uint64_t>(s[i] - '0');
+    const uint64_t digit = static_cast<uint64_t>(s[i] - '0');
+    if (whole > (std::numeric_limits<uint64_t>::max() - digit) / 10) return bad("too large");
+    whole = whole * 10 + digit;
     digits = true;
     i++;
   }
   // Up to 9 fraction digits, kept as an integer over 10^9.
   uint64_t frac = 0, frac_scale = 1;
+  bool frac_dropped = false;  // nonzero digits beyond the ninth: never whole bytes
   if (i < s.size() && s[i] == '.') {
     i++;
     while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
       if (frac_scale < 1000000000ull) {
         frac = frac * 10 + static_cast<uint64_t>(s[i] - '0');
         frac_scale *= 10;
+      } else if (s[i] != '0') {
+        frac_dropped = true;
       }
       digits = true;
       i++;
@@ -142,8 +146,12 @@ Result<uint64_t> ParseQuantity(std::string_view s) {
   if (whole != 0 && mult > std::numeric_limits<uint64_t>::max() / whole) return bad("too large");
   uint64_t bytes = whole * mult;
   // mult * frac / frac_scale without overflow: mult <= 2^60, frac < 10^9.
-  unsigned __int128 extra = static_cast<unsigned __int128>(mult) * frac / frac_scale;
+  const unsigned __int128 scaled = static_cast<unsigned __int128>(mult) * frac;
+  if (frac_dropped || scaled % frac_scale != 0) return bad("not a whole number of bytes");
+  const unsigned __int128 extra = scaled / frac_scale;
   if (extra > std::numeric_limits<uint64_t>::max() - bytes) return bad("too large");
+  // Zero would read as "no limit": a capacity is a limit or absent.
+  if (bytes + static_cast<uint64_t>(extra) == 0) return bad("must be more than zero");
   return bytes + static_cast<uint64_t>(extra);
 }
 

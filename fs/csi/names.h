@@ -49,11 +49,14 @@ Status CheckVolumeId(std::string_view volume_id);
 // alphanumeric at both ends.
 Status CheckNodeId(std::string_view node_id);
 
-// An absolute path without NUL or newline (publish targets).
+// An absolute path without NUL or newline (publish targets; target_dir.h
+// confines them further).
 Status CheckTargetPath(std::string_view field, std::string_view path);
 
 // A Kubernetes quantity of bytes: "1073741824", "512Mi", "1Gi", "1.5G",
-// "100k". Binary suffixes Ki..Ei, decimal k..E. Zero is allowed.
+// "100k". Binary suffixes Ki..Ei, decimal k..E. The result must be a
+// positive whole number of bytes: "0", "0.5" or "1.5" (bytes) are EINVAL,
+// as are signs, other suffixes and values over 2^64 - 1.
 Result<uint64_t> ParseQuantity(std::string_view s);
 
 // What happens to a volume's data when its last publication goes.

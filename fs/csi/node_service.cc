@@ -1,9 +1,12 @@
 #include "csi/node_service.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <exception>
 #include <map>
@@ -13,6 +16,7 @@
 #include "csi/file_util.h"
 #include "csi/mounts.h"
 #include "csi/names.h"
+#include "csi/target_dir.h"
 #include "csi/volume_stats.h"
 
 namespace tempfs::csi {
@@ -41,12 +45,17 @@ bool ReadOnlyMode(const pb::VolumeCapability& cap) {
          mode == pb::VolumeCapability::AccessMode::MULTI_NODE_READER_ONLY;
 }
 
-// Removes what publish created at the target: a directory (never a
-// non-empty one: that would be data) or a file.
-Status RemoveTarget(const std::string& target) {
-  if (rmdir(target.c_str()) == 0 || errno == ENOENT) return Status::Ok();
-  if (errno == ENOTDIR && (unlink(target.c_str()) == 0 || errno == ENOENT)) return Status::Ok();
-  return Status::FromErrno("removing the target " + target);
+// Stacked mounts on one target are rare (a re-bind over a dead mount); this
+// bounds a loop that should end after one or two rounds.
+constexpr int kMaxStackedMounts = 32;
+
+// The topmost mount on the target open as `dir`, or nullopt when nothing is
+// mounted on it.
+Result<std::optional<MountEntry>> MountOnTarget(int dir, const std::string& target) {
+  auto m = MountOf(dir);
+  if (!m.ok()) return m.status();
+  if (m->mountpoint != target) return std::optional<MountEntry>();
+  return std::optional<MountEntry>(std::move(*m));
 }
 
 }  // namespace
@@ -83,7 +92,9 @@ grpc::Status NodeService::NodeGetInfo(grpc::ServerContext*, const pb::NodeGetInf
 Status NodeService::Publish(const pb::NodePublishVolumeRequest& req) {
   if (req.volume_id().empty()) return Invalid("volume_id is required");
   if (req.target_path().empty()) return Invalid("target_path is required");
-  TEMPFS_RETURN_IF_ERROR(CheckTargetPath("target_path", req.target_path()));
+  auto confined = kubelet_.Confine("target_path", req.target_path());
+  if (!confined.ok()) return confined.status();
+  const std::string& target = *confined;
   if (!req.has_volume_capability()) return Invalid("volume_capability is required");
   const pb::VolumeCapability& cap = req.volume_capability();
   if (cap.has_block()) return Invalid("block access is not supported: tempfs volumes are directories (use mount)");
@@ -91,22 +102,30 @@ Status NodeService::Publish(const pb::NodePublishVolumeRequest& req) {
   auto spec = ResolveVolume(req.volume_id(), context);
   if (!spec.ok()) return spec.status();
   const bool readonly = req.readonly() || ReadOnlyMode(cap);
-  std::string target = CanonicalPath(req.target_path());
 
   std::lock_guard<std::mutex> lock(mu_);
   auto existing = pubs_->Find(target);
   if (!existing.ok()) return existing.status();
   const std::optional<Publication>& old = *existing;
-  TargetState state = InspectTarget(target);
-  if (state == TargetState::kMounted || state == TargetState::kDead) {
-    if (old && !old->released && old->volume_id == req.volume_id() && old->key == spec->key) {
-      if (old->readonly != readonly) {
-        return Status::Err(
-            EEXIST, target + " already publishes this volume with readonly=" + (old->readonly ? "true" : "false"));
+  auto parent = kubelet_.OpenParent(target, /*create=*/true, 0750);
+  if (!parent.ok()) return parent.status();
+  const std::string name = BaseName(target);
+  auto dir = OpenTargetAt(parent->get(), name, target);
+  if (!dir.ok() && dir.err() != ENOENT) return dir.status();
+  if (dir.ok()) {
+    auto top = MountOnTarget(dir->get(), target);
+    if (!top.ok()) return top.status();
+    if (*top) {
+      if (old && !old->released && old->volume_id == req.volume_id() && old->key == spec->key &&
+          IsVolumeMount(**top, dir->get(), spec->key)) {
+        if (old->readonly != readonly) {
+          return Status::Err(
+              EEXIST, target + " already publishes this volume with readonly=" + (old->readonly ? "true" : "false"));
+        }
+        return Status::Ok();  // the same publication again
       }
-      return Status::Ok();  // the same publication again
+      return Status::Err(EEXIST, target + " already has a mount that is not volume " + req.volume_id());
     }
-    return Status::Err(EEXIST, target + " already has a mount that is not volume " + req.volume_id());
   }
   TEMPFS_RETURN_IF_ERROR(store_->CheckServing());
   // A record without a mount is an earlier attempt (or a publication whose
@@ -114,16 +133,25 @@ Status NodeService::Publish(const pb::NodePublishVolumeRequest& req) {
   // again; another volume's publication is dropped first.
   if (old && !(old->key == spec->key)) TEMPFS_RETURN_IF_ERROR(store_->Release(old->key, old->target, old->retention));
 
-  TEMPFS_RETURN_IF_ERROR(MakeDirs(target, 0750));
-  // Named as the mount table will name it, now that its parents exist.
-  target = CanonicalPath(target);
-  Publication pub{target, req.volume_id(), spec->key, readonly, spec->retention, false};
+  bool created = false;
+  if (!dir.ok()) {
+    if (mkdirat(parent->get(), name.c_str(), 0750) == 0) {
+      created = true;
+    } else if (errno != EEXIST) {
+      return Status::FromErrno("mkdir " + target);
+    }
+    dir = OpenTargetAt(parent->get(), name, target);
+    if (!dir.ok()) return dir.status();
+  }
+  Publication pub{
+      target, req.volume_id(), spec->key, readonly, spec->retention, false, created || (old && old->created_target)};
   TEMPFS_RETURN_IF_ERROR(pubs_->Put(pub));
   Status st = store_->Acquire(*spec, target);
-  if (st.ok()) st = BindMount(store_->DataDir(spec->key), target, readonly);
+  if (st.ok()) st = BindMountAt(store_->DataDir(spec->key), dir->get(), target, readonly);
   if (!st.ok()) {
     Status undo = Release(pub);  // drops the record too, or defers like unpublish
     if (!undo.ok()) TLOG_WARN("csi: undoing a failed publish of %s: %s", target.c_str(), undo.ToString().c_str());
+    if (created) unlinkat(parent->get(), name.c_str(), AT_REMOVEDIR);
     return st;
   }
   TLOG_INFO("csi: published volume %s (%s%s) at %s", spec->key.RelPath().c_str(), req.volume_id().c_str(),
@@ -134,23 +162,78 @@ Status NodeService::Publish(const pb::NodePublishVolumeRequest& req) {
 Status NodeService::Unpublish(const pb::NodeUnpublishVolumeRequest& req) {
   if (req.volume_id().empty()) return Invalid("volume_id is required");
   if (req.target_path().empty()) return Invalid("target_path is required");
-  TEMPFS_RETURN_IF_ERROR(CheckTargetPath("target_path", req.target_path()));
-  const std::string target = CanonicalPath(req.target_path());
+  auto confined = kubelet_.Confine("target_path", req.target_path());
+  if (!confined.ok()) return confined.status();
+  const std::string& target = *confined;
 
   std::lock_guard<std::mutex> lock(mu_);
-  TEMPFS_RETURN_IF_ERROR(UnmountAll(target));
-  TEMPFS_RETURN_IF_ERROR(RemoveTarget(target));
   auto existing = pubs_->Find(target);
   if (!existing.ok()) return existing.status();
-  if (!*existing) return Status::Ok();  // never published here, or already unpublished
+  if (!*existing) {
+    // Never published here, or already unpublished: whatever is at the
+    // path is not this plugin's.
+    TLOG_INFO("csi: unpublish of %s: no publication there, nothing touched", target.c_str());
+    return Status::Ok();
+  }
   const Publication& pub = **existing;
   if (pub.volume_id != req.volume_id()) {
     TLOG_WARN("csi: unpublish of %s names volume %s, but %s was published there", target.c_str(),
               req.volume_id().c_str(), pub.volume_id.c_str());
   }
+  TEMPFS_RETURN_IF_ERROR(TakeDown(pub));
   TEMPFS_RETURN_IF_ERROR(Release(pub));
   TLOG_INFO("csi: unpublished volume %s at %s", pub.key.RelPath().c_str(), target.c_str());
   return Status::Ok();
+}
+
+Status NodeService::TakeDown(const Publication& p) {
+  auto parent = kubelet_.OpenParent(p.target, /*create=*/false, 0);
+  if (!parent.ok()) {
+    if (parent.err() == ENOENT) return Status::Ok();
+    return Status::Err(parent.err(), parent.status().message() + "; the target of volume " + p.volume_id +
+                                         " is not reachable safely, nothing touched");
+  }
+  const std::string name = BaseName(p.target);
+  for (int i = 0; i < kMaxStackedMounts; i++) {
+    auto dir = OpenTargetAt(parent->get(), name, p.target);
+    if (!dir.ok()) {
+      // Missing, or replaced by a symlink or a file: no mount of ours can
+      // be there, and what is there is not ours.
+      if (dir.err() != ENOENT) TLOG_WARN("csi: unpublish: %s; left alone", dir.status().message().c_str());
+      return dir.err() == ENOENT || dir.err() == EINVAL ? Status::Ok() : dir.status();
+    }
+    auto top = MountOnTarget(dir->get(), p.target);
+    if (!top.ok()) return top.status();
+    if (!*top) {
+      if (!p.created_target) return Status::Ok();  // kubelet's directory: kubelet removes it
+      dir->Reset();
+      if (unlinkat(parent->get(), name.c_str(), AT_REMOVEDIR) == 0 || errno == ENOENT) return Status::Ok();
+      // Files that are not the volume's (written while it was not mounted):
+      // not ours to delete.
+      TLOG_WARN("csi: unpublish: leaving the target %s: %s", p.target.c_str(), std::strerror(errno));
+      return Status::Ok();
+    }
+    if (!IsVolumeMount(**top, dir->get(), p.key)) {
+      return Status::Err(EBUSY, p.target + " has a " + (*top)->fstype + " mount of " + (*top)->source +
+                                    " on top that is not volume " + p.key.RelPath() +
+                                    "'s: left alone; unmount it, then unpublish again");
+    }
+    TEMPFS_RETURN_IF_ERROR(DetachMount(dir->get(), p.target));
+  }
+  return Status::Err(EBUSY, "more than " + std::to_string(kMaxStackedMounts) + " mounts stacked on " + p.target);
+}
+
+bool NodeService::IsVolumeMount(const MountEntry& m, int fd, const VolumeKey& key) const {
+  if (StoreOf(m).empty()) return false;
+  auto node = FindMount(store_->mnt());
+  const bool have_node = node && !StoreOf(*node).empty();
+  const std::string base = have_node && node->root != "/" ? node->root : "";
+  if (m.root != base + "/volumes/" + key.RelPath()) return false;
+  if (!have_node) return true;  // the node's mount is gone; its store's mount of this volume
+  if (m.source != node->source) return false;
+  // The same superblock, or an earlier daemon's mount of the store, dead
+  // since (a restart under a published volume).
+  return m.dev == node->dev || !Answers(fd);
 }
 
 Status NodeService::Release(Publication p) {
@@ -167,7 +250,9 @@ Status NodeService::Release(Publication p) {
 Status NodeService::Stats(const pb::NodeGetVolumeStatsRequest& req, pb::NodeGetVolumeStatsResponse* resp) {
   if (req.volume_id().empty()) return Invalid("volume_id is required");
   if (req.volume_path().empty()) return Invalid("volume_path is required");
-  const std::string path = CanonicalPath(req.volume_path());
+  auto confined = kubelet_.Confine("volume_path", req.volume_path());
+  if (!confined.ok()) return Status::Err(ENOENT, confined.status().message() + ": no volume is published there");
+  const std::string& path = *confined;
   std::optional<Publication> pub;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -228,12 +313,19 @@ void NodeService::Maintain() {
           TLOG_INFO("csi: volume %s: dropped the publication at %s", p.key.RelPath().c_str(), p.target.c_str());
         continue;
       }
-      if (InspectTarget(p.target) != TargetState::kDead) continue;
+      auto parent = kubelet_.OpenParent(p.target, /*create=*/false, 0);
+      if (!parent.ok()) continue;
+      auto dir = OpenTargetAt(parent->get(), BaseName(p.target), p.target);
+      if (!dir.ok()) continue;
+      auto top = MountOnTarget(dir->get(), p.target);
+      if (!top.ok() || !*top || !IsVolumeMount(**top, dir->get(), p.key) || Answers(dir->get())) continue;
       // The daemon was restarted under this publication: its mount is dead.
       const std::string data = store_->DataDir(p.key);
       Status st = Status::Ok();
-      if (access(data.c_str(), F_OK) != 0) st = store_->Acquire(VolumeSpec{p.key, store_->Capacity(p.key), p.retention}, p.target);
-      if (st.ok()) st = BindMount(data, p.target, p.readonly);
+      if (access(data.c_str(), F_OK) != 0) {
+        st = store_->Acquire(VolumeSpec{p.key, store_->Capacity(p.key), p.retention, ""}, p.target);
+      }
+      if (st.ok()) st = BindMountAt(data, dir->get(), p.target, p.readonly);
       if (st.ok()) {
         TLOG_INFO("csi: volume %s: re-bound at %s after the tempfs mount came back", p.key.RelPath().c_str(),
                   p.target.c_str());

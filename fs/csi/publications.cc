@@ -28,6 +28,7 @@ Result<Publication> PublicationTable::Parse(const std::string& text) {
   p.key.by_id = kv["by_id"] == "1";
   p.readonly = kv["readonly"] == "1";
   p.released = kv["released"] == "1";
+  p.created_target = kv["created_target"] == "1";
   auto r = ParseRetention(kv["retention"]);
   if (r.ok()) p.retention = *r;
   // Names are checked again: the record decides which directories are
@@ -62,6 +63,7 @@ Status PublicationTable::Put(const Publication& p) {
       {"readonly", p.readonly ? "1" : "0"},
       {"retention", FormatRetention(p.retention)},
       {"released", p.released ? "1" : "0"},
+      {"created_target", p.created_target ? "1" : "0"},
   };
   return WriteFileAtomic(PathFor(p.target), FormatKeyValues(kv), 0600);
 }

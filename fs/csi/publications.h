@@ -28,6 +28,9 @@ struct Publication {
   // Unmounted, but the volume's publication file is still to be dropped
   // (the tempfs mount was not serving at unpublish time).
   bool released = false;
+  // Publish created the target directory, so unpublish removes it (when
+  // empty); a directory that was there before is left for kubelet.
+  bool created_target = false;
 };
 
 class PublicationTable {

@@ -7,6 +7,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <vector>
@@ -231,6 +232,31 @@ Result<Json> ControlServer::Handle(const Json& request, const std::function<bool
   return Status::Err(EINVAL, "unknown command '" + c + "'");
 }
 
+namespace {
+
+// Resident size of this process, from /proc/self/statm (0 if unreadable).
+uint64_t ResidentBytes() {
+  FILE* f = fopen("/proc/self/statm", "re");
+  if (f == nullptr) return 0;
+  unsigned long long size = 0, resident = 0;
+  int n = fscanf(f, "%llu %llu", &size, &resident);
+  fclose(f);
+  return n == 2 ? resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE)) : 0;
+}
+
+Json MemoryStatus(Vfs& vfs) {
+  VfsTables t = vfs.Tables();
+  return Json::Object()
+      .Set("rss_bytes", ResidentBytes())
+      .Set("kernel_inodes", t.kernel_inodes)
+      .Set("kernel_inode_buckets", t.kernel_inode_buckets)
+      .Set("cluster_entries", t.cluster_entries)
+      .Set("meta_inodes", t.meta_inodes)
+      .Set("meta_buckets", t.meta_buckets);
+}
+
+}  // namespace
+
 Result<Json> ControlServer::Status_() {
   Vfs& vfs = *ctx_.vfs;
   auto usage = vfs.Usage();
@@ -247,6 +273,11 @@ Result<Json> ControlServer::Status_() {
   } else {
     meta.Set("healthy", true);
   }
+  // A lost or foreign namespace: the node keeps its data and serves nothing.
+  NamespaceState ns = vfs.meta().Namespace();
+  if (!ns.id.empty()) meta.Set("namespace", ns.id);
+  meta.Set("fenced", !ns.intact);
+  if (!ns.intact) meta.Set("healthy", false).Set("error", "fenced: " + ns.problem);
   // Volumes, as the CSI plugin files them: volumes/<namespace>/<name>.
   int64_t volumes = 0;
   if (auto top = vfs.meta().Lookup(kRootIno, "volumes"); top.ok() && S_ISDIR(top->mode)) {
@@ -287,6 +318,7 @@ Result<Json> ControlServer::Status_() {
                                       .Set("cached_files", usage->cached_files)
                                       .Set("pinned_files", usage->pinned_files))
                  .Set("volumes", volumes)
+                 .Set("memory", MemoryStatus(vfs))
                  .Set("counters", Json::Object()
                                       .Set("local_opens", k.local_opens.load())
                                       .Set("remote_fetches", k.remote_fetches.load())

@@ -27,6 +27,8 @@
 #include "daemon/mount_table.h"
 #include "fuse/fuse_adapter.h"
 #include "meta/meta_engine.h"
+#include "meta/namespace_identity.h"
+#include "meta/redis_meta.h"
 #include "store/local_store.h"
 #include "vfs/vfs.h"
 
@@ -50,6 +52,7 @@ bool Clustered(const MountConfig& c) { return c.meta_uri.rfind("redis://", 0) ==
 Status CheckClusterOptions(const MountConfig& c) {
   bool any = !c.node_id.empty() || !c.listen.empty() || !c.secret_file.empty() || !c.advertise.empty();
   if (!Clustered(c)) {
+    if (c.join_new_namespace) return Status::Err(EINVAL, "--join-new-namespace needs --meta redis://HOST:PORT");
     if (any) return Status::Err(EINVAL, "--node-id, --listen, --advertise and --secret-file need --meta redis://HOST:PORT");
     return Status::Ok();
   }
@@ -148,12 +151,24 @@ int Serve(const MountConfig& c, const std::function<void(const std::string&)>& r
     report(store.status().ToString());
     return 1;
   }
-  auto meta = OpenMetaEngine(c.meta_uri, c.store);
+  MetaOpenOptions mo;
+  mo.join_new_namespace = c.join_new_namespace;
+  auto meta = OpenMetaEngine(c.meta_uri, c.store, mo);
   if (!meta.ok()) {
     // Damage comes with its own message, which says what to do.
     report(meta.err() == EUCLEAN ? meta.status().message() : "metadata: " + meta.status().ToString());
     return 1;
   }
+  if (!(*meta)->Namespace().left.empty()) {
+    // The old namespace's data was set aside: start the store afresh.
+    store->reset();
+    store = LocalStore::Open(c.store);
+    if (!store.ok()) {
+      report(store.status().ToString());
+      return 1;
+    }
+  }
+  auto* redis_meta = dynamic_cast<RedisMeta*>(meta->get());
   // Declared before everything that keeps a metric of it.
   std::unique_ptr<MetricsRegistry> metrics;
   if (!c.metrics.empty()) metrics = std::make_unique<MetricsRegistry>();
@@ -169,11 +184,30 @@ int Serve(const MountConfig& c, const std::function<void(const std::string&)>& r
     listen = *HostPort::Parse(c.listen);
     HostPort advertise = c.advertise.empty() ? listen : *HostPort::Parse(c.advertise);
     cluster_redis = std::make_unique<RedisClient>(*RedisAddress::Parse(c.meta_uri), std::chrono::seconds(5));
-    registry = std::make_unique<NodeRegistry>(*cluster_redis, c.node_id, advertise, std::chrono::seconds(10));
+    auto ident = ReadStoreIdentity(c.store);  // the engine recorded the namespace
+    if (!ident.ok() || !ident->has_value()) {
+      report("cluster: " + (ident.ok() ? StoreIdentityPath(c.store) + " is missing" : ident.status().ToString()));
+      return 1;
+    }
+    StoreIdentity& rec = **ident;
+    registry = std::make_unique<NodeRegistry>(*cluster_redis, c.node_id, advertise, std::chrono::seconds(10),
+                                              NodeRegistry::Identity{rec.ns, rec.store_id, rec.node});
+    // The heartbeat checks the namespace every few seconds, also while no
+    // metadata operation runs.
+    if (redis_meta != nullptr) {
+      registry->set_on_namespace_lost([redis_meta](const std::string& why) { redis_meta->Fence(why); });
+    }
     auto num = registry->Join();
     if (!num.ok()) {
       report("cluster: " + num.status().ToString());
       return 1;
+    }
+    if (rec.node != *num) {
+      rec.node = *num;
+      if (Status ws = WriteStoreIdentity(c.store, rec); !ws.ok()) {
+        report("cluster: " + ws.ToString());
+        return 1;
+      }
     }
     peers = std::make_unique<PeerClient>(*registry, secret, peer_timeout);
     if (metrics) {

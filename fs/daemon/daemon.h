@@ -23,6 +23,9 @@ struct MountConfig {
   std::string listen;     // HOST:PORT for peers
   std::string advertise;  // HOST:PORT others use; default: listen
   std::string secret_file;
+  // Join the namespace Redis holds (or make one in an empty Redis) even if
+  // the store belongs to another; its old data is set aside in lost+found.
+  bool join_new_namespace = false;
   double peer_timeout = 5;   // seconds without progress before a fetch fails
   double cache_timeout = 1;  // seconds the kernel may trust names and attributes
   // HOST:PORT to serve Prometheus metrics on (GET /metrics); "" = off.

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -70,7 +71,8 @@ std::vector<MountEntry> AllMounts() {
     size_t sep = 6;
     while (sep < f.size() && f[sep] != "-") sep++;
     if (sep + 2 >= f.size()) continue;
-    out.push_back(MountEntry{Unescape(f[4]), f[sep + 1], Unescape(f[sep + 2]), Unescape(f[3])});
+    out.push_back(
+        MountEntry{Unescape(f[4]), f[sep + 1], Unescape(f[sep + 2]), Unescape(f[3]), std::atoi(f[0].c_str()), f[2]});
   }
   return out;
 }

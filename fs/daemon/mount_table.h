@@ -13,6 +13,8 @@ struct MountEntry {
   std::string fstype;  // "fuse.tempfs" for ours
   std::string source;  // "tempfs:<store>" for ours
   std::string root;    // the mounted directory inside the filesystem ("/" unless a bind mount of a part)
+  int id = -1;         // the mount's id (as in /proc/PID/fdinfo/FD's mnt_id)
+  std::string dev;     // "major:minor" of its superblock: bind mounts of one file system share it
 };
 
 // Every mount this process sees, in mount order.

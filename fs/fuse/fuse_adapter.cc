@@ -55,7 +55,7 @@ fuse_entry_param ToEntry(fuse_req_t req, const Attr& a) {
   fuse_entry_param e;
   std::memset(&e, 0, sizeof e);
   e.ino = a.ino;
-  e.generation = 1;
+  e.generation = a.generation;
   e.attr = ToStat(a);
   e.attr_timeout = AttrTimeout(req, a);
   e.entry_timeout = A(req).options().entry_timeout;
@@ -63,6 +63,14 @@ fuse_entry_param ToEntry(fuse_req_t req, const Attr& a) {
 }
 
 void ReplyStatus(fuse_req_t req, const Status& st) { fuse_reply_err(req, st.ok() ? 0 : st.err()); }
+
+void ReplyWrite(fuse_req_t req, const Result<size_t>& n) {
+  if (n.ok()) {
+    fuse_reply_write(req, *n);
+  } else {
+    fuse_reply_err(req, n.err());
+  }
+}
 
 void ReplyEntry(fuse_req_t req, const Result<Attr>& r) {
   if (!r.ok()) {
@@ -216,6 +224,10 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   // With KILLPRIV_V2 the kernel trusts us with set-ID bits and stops asking
   // for security.capability before every write (it marks inodes S_NOSEC).
   if (conn->capable & FUSE_CAP_HANDLE_KILLPRIV_V2) conn->want |= FUSE_CAP_HANDLE_KILLPRIV_V2;
+  // open_by_handle_at of an inode the kernel no longer caches (or of a
+  // handle made before a restart): the kernel looks up "." and ".." by inode
+  // number and compares the generation itself (ESTALE on a mismatch).
+  if (conn->capable & FUSE_CAP_EXPORT_SUPPORT) conn->want |= FUSE_CAP_EXPORT_SUPPORT;
   if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
   if (conn->capable & FUSE_CAP_SPLICE_READ) conn->want |= FUSE_CAP_SPLICE_READ;
   if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
@@ -388,35 +400,29 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
   fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
 }
 
-// A write the Vfs must see (capacity limits): copied to memory first.
-void WriteMetered(fuse_req_t req, fuse_bufvec* in, off_t off, FileHandle* h) {
+// Every write goes through the Vfs, which stores all of it or reports an
+// errno: replying a short count (what fuse_buf_copy gives when the store
+// fills) would make the kernel's writeback drop the rest in silence.
+void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
+  GUARD_BEGIN
+  const fuse_buf& first = in->buf[0];
+  if (in->count == 1 && in->idx == 0 && in->off == 0 && !(first.flags & FUSE_BUF_IS_FD)) {
+    ReplyWrite(req, V(req).Write(H(fi), static_cast<uint64_t>(off),
+                                 std::string_view(static_cast<const char*>(first.mem), first.size)));
+    return;
+  }
+  // Spliced from the kernel: copied to memory first.
   std::vector<char> data(fuse_buf_size(in));
   fuse_bufvec mem = FUSE_BUFVEC_INIT(data.size());
   mem.buf[0].mem = data.data();
   ssize_t got = fuse_buf_copy(&mem, in, static_cast<fuse_buf_copy_flags>(0));
-  if (got < 0) {
-    fuse_reply_err(req, static_cast<int>(-got));
+  if (got < 0 || static_cast<size_t>(got) != data.size()) {
+    fuse_reply_err(req, got < 0 ? static_cast<int>(-got) : EIO);
     return;
   }
-  auto n = V(req).Write(h, static_cast<uint64_t>(off), std::string_view(data.data(), static_cast<size_t>(got)));
-  if (!n.ok()) fuse_reply_err(req, n.err());
-  else fuse_reply_write(req, *n);
-}
-
-void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in, off_t off, fuse_file_info* fi) {
-  if (H(fi)->quota) {
-    GUARD_BEGIN
-    WriteMetered(req, in, off, H(fi));
-    GUARD_END
-    return;
-  }
-  fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
-  out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-  out.buf[0].fd = H(fi)->fd;
-  out.buf[0].pos = off;
-  ssize_t n = fuse_buf_copy(&out, in, static_cast<fuse_buf_copy_flags>(0));
-  if (n < 0) fuse_reply_err(req, static_cast<int>(-n));
-  else fuse_reply_write(req, static_cast<size_t>(n));
+  ReplyWrite(req,
+             V(req).Write(H(fi), static_cast<uint64_t>(off), std::string_view(data.data(), static_cast<size_t>(got))));
+  GUARD_END
 }
 
 void OpFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {

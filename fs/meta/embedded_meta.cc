@@ -4,6 +4,8 @@
 
 #include <mutex>
 
+#include "common/log.h"
+#include "common/memory.h"
 #include "meta/codec.h"
 #include "meta/redis_meta.h"
 #include "store/local_store.h"
@@ -137,10 +139,17 @@ Result<std::unique_ptr<EmbeddedMeta>> EmbeddedMeta::Open(const std::string& dir,
   if (options.mode != JournalOptions::Mode::kServe) return m;
   Status st = m->EnsureRoot();
   if (!st.ok()) return st;
-  // Start from a fresh snapshot so that the next start replays little.
+  // Start from a fresh snapshot so that the next start replays little. A
+  // failed compaction changes nothing (the journal still holds everything),
+  // and a store that filled up must still mount so that it can be emptied:
+  // then the journal is kept as it is, for a later compaction.
   std::unique_lock lock(m->mu_);
   st = m->journal_->Compact([&](const Journal::RecordFn& emit) { m->Dump(emit); });
-  if (!st.ok()) return st;
+  if (!st.ok() && st.err() != ENOSPC && st.err() != EDQUOT) return st;
+  if (!st.ok()) {
+    TLOG_WARN("metadata: no room to compact at start (%s); keeping the journal, compacting later",
+              st.ToString().c_str());
+  }
   return m;
 }
 
@@ -165,7 +174,7 @@ Status EmbeddedMeta::Transact(TxnKind kind, const std::function<Status(MetaTxn&)
   if (journal_->NeedsCompaction()) {
     // On failure the journal still holds everything; compaction is retried later.
     Status cst = journal_->Compact([this](const Journal::RecordFn& emit) { Dump(emit); });
-    (void)cst;
+    if (!cst.ok()) TLOG_WARN("metadata: compaction failed, retried later: %s", cst.ToString().c_str());
   }
   return Status::Ok();
 }
@@ -184,6 +193,7 @@ void EmbeddedMeta::Apply(std::string_view record) {
       }
       case kDelInode:
         nodes_.erase(d.U64());
+        ShrinkIfSparse(nodes_);  // after rm -rf of a large tree
         break;
       case kPutEntry: {
         Ino parent = d.U64();
@@ -283,6 +293,11 @@ uint64_t EmbeddedMeta::InodeCount() {
   return nodes_.size();
 }
 
+uint64_t EmbeddedMeta::IndexBuckets() {
+  std::shared_lock lock(mu_);
+  return nodes_.bucket_count();
+}
+
 Status EmbeddedMeta::Sync() {
   std::shared_lock lock(mu_);  // fdatasync may run beside appends
   return journal_->Sync();
@@ -299,22 +314,23 @@ std::string DamageMessage(const Status& st, const std::string& store_dir) {
          "` to recover what can be read";
 }
 
-Result<std::unique_ptr<MetaEngine>> OpenMetaEngine(const std::string& uri, const std::string& store_dir) {
+Result<std::unique_ptr<MetaEngine>> OpenMetaEngine(const std::string& uri, const std::string& store_dir,
+                                                   const MetaOpenOptions& options) {
   if (uri.empty() || uri == "embedded") {
-    EmbeddedOptions options;
+    EmbeddedOptions eo;
     if (auto data = DataFilesOf(store_dir); data.ok()) {
-      options.store_has_data = !data->empty();
-      for (Ino ino : *data) options.min_next_ino = std::max(options.min_next_ino, ino + 1);
+      eo.store_has_data = !data->empty();
+      for (Ino ino : *data) eo.min_next_ino = std::max(eo.min_next_ino, ino + 1);
     } else {
       return data.status();
     }
-    auto m = EmbeddedMeta::Open(store_dir + "/meta", Env::Default(), options);
+    auto m = EmbeddedMeta::Open(store_dir + "/meta", Env::Default(), eo);
     if (!m.ok() && m.err() == EUCLEAN) return Status::Err(EUCLEAN, DamageMessage(m.status(), store_dir));
     if (!m.ok()) return m.status();
     return std::unique_ptr<MetaEngine>(std::move(*m));
   }
   if (uri.rfind("redis://", 0) == 0) {
-    auto m = RedisMeta::Open(uri, std::chrono::seconds(5));
+    auto m = RedisMeta::Open(uri, std::chrono::seconds(5), store_dir, options);
     if (!m.ok()) return m.status();
     return std::unique_ptr<MetaEngine>(std::move(*m));
   }

@@ -7,6 +7,7 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 #include <optional>
@@ -390,7 +391,7 @@ Result<std::unique_ptr<Journal>> Journal::Open(const std::string& dir, const Rec
   if (jl.folded) {
     // The journal on disk does not continue this snapshot: start one that does.
     int fd = -1;
-    Status st = j->WriteEmptyJournal(&fd);
+    Status st = j->WriteEmptyJournal(false, &fd);
     if (st.ok()) st = j->Install(fd);
     if (!st.ok()) return st;
     return j;
@@ -399,23 +400,41 @@ Result<std::unique_ptr<Journal>> Journal::Open(const std::string& dir, const Rec
   if (fd < 0) return Status::FromErrno("open " + dir + "/journal");
   j->fd_ = fd;
   j->write_off_ = jl.valid_end;
-  // Whatever lies past the valid prefix is a torn record or preallocated
-  // zeros: zero the torn bytes (and at least one frame header) so that the
-  // records end where they are now. Zeros already there are not rewritten.
-  const std::string& data = **jdata;
-  size_t last = data.find_last_not_of('\0');
-  size_t dirty_end = last == std::string::npos || last < jl.valid_end ? jl.valid_end : last + 1;
-  if (dirty_end > jl.valid_end) TLOG_INFO("journal: dropped a torn last record (a crash while it was written)");
-  size_t zero_to = std::max(dirty_end, jl.valid_end + kHeader);
-  if (dirty_end > jl.valid_end || data.size() < zero_to) {
-    std::string zeros(zero_to - jl.valid_end, '\0');
-    Status st = WriteFully(env, fd, zeros, static_cast<off_t>(jl.valid_end));
-    if (!st.ok()) return st;
-  }
-  j->allocated_ = std::max(data.size(), zero_to);
+  j->allocated_ = jdata->value().size();
+  if (Status st = j->ClearTail(std::string_view(**jdata).substr(jl.valid_end)); !st.ok()) return st;
   Status st = j->Preallocate(kReserve);
   if (!st.ok()) TLOG_WARN("journal: cannot preallocate: %s", st.ToString().c_str());
   return j;
+}
+
+Status Journal::ClearTail(std::string_view tail) {
+  // Whatever lies past the valid prefix is a torn record or preallocated
+  // zeros. The torn bytes are zeroed, and at least one frame header must
+  // follow the records (see the header comment). Zeros already there are
+  // left alone: a store that filled up must open without writing what it
+  // need not.
+  size_t torn = tail.find_last_not_of('\0');
+  size_t dirty = torn == std::string_view::npos ? 0 : torn + 1;
+  if (dirty > 0) TLOG_INFO("journal: dropped a torn last record (a crash while it was written)");
+  size_t zero = std::max(dirty, kHeader);
+  if (dirty == 0 && tail.size() >= kHeader) return Status::Ok();
+  Status st = WriteFully(env_, fd_, std::string(zero, '\0'), static_cast<off_t>(write_off_));
+  if (st.ok()) {
+    allocated_ = std::max(allocated_, write_off_ + zero);
+    return st;
+  }
+  // Cutting the file at the records and growing it by one frame header (a
+  // hole, which reads as zeros) frees space instead of needing it; only the
+  // reserve is lost. A crash between the two calls leaves a journal that
+  // ends right after a record: refused as truncated, never a silent loss.
+  TLOG_WARN("journal: cannot clear the torn tail (%s); cutting the journal at byte %llu", st.ToString().c_str(),
+            static_cast<unsigned long long>(write_off_));
+  if (env_->Ftruncate(fd_, static_cast<off_t>(write_off_)) != 0 ||
+      env_->Ftruncate(fd_, static_cast<off_t>(write_off_ + kHeader)) != 0) {
+    return Status::FromErrno("truncate journal");
+  }
+  allocated_ = write_off_ + kHeader;
+  return Status::Ok();
 }
 
 Journal::~Journal() {
@@ -486,7 +505,7 @@ Status Journal::WriteSnapshot(const std::string& path, const DumpFn& dump) {
   return st;
 }
 
-Status Journal::WriteEmptyJournal(int* fd_out) {
+Status Journal::WriteEmptyJournal(bool reserve, int* fd_out) {
   // Called before generation_ moves on: the new journal continues the next
   // snapshot, or (when Open replaces a journal) the current one.
   std::string path = dir_ + "/journal.tmp";
@@ -494,7 +513,13 @@ Status Journal::WriteEmptyJournal(int* fd_out) {
   if (fd < 0) return Status::FromErrno("open " + path);
   std::string head = HeaderFrame(FileHeader{kJournalFile, store_id_, generation_});
   head.append(kHeader, '\0');
-  Status st = WriteFully(env_, fd, head, 0);
+  Status st;
+  // The old journal holds the reserve until it is replaced: a compaction
+  // gives it up only for a journal that has one again.
+  if (env_->Fallocate(fd, 0, 0, static_cast<off_t>(head.size() + kReserve)) != 0 && reserve) {
+    st = Status::FromErrno("fallocate " + path);
+  }
+  if (st.ok()) st = WriteFully(env_, fd, head, 0);
   if (st.ok() && env_->Fdatasync(fd) != 0) st = Status::FromErrno("fdatasync " + path);
   if (!st.ok()) {
     env_->Close(fd);
@@ -516,7 +541,8 @@ Status Journal::Install(int fd) {
   if (fd_ >= 0) env_->Close(fd_);
   fd_ = fd;
   write_off_ = HeaderFrame(FileHeader{}).size();
-  allocated_ = write_off_ + kHeader;
+  struct stat st;
+  allocated_ = fstat(fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) : write_off_ + kHeader;
   Status pst = Preallocate(kReserve);
   if (!pst.ok()) TLOG_WARN("journal: cannot preallocate: %s", pst.ToString().c_str());
   return Status::Ok();
@@ -524,27 +550,30 @@ Status Journal::Install(int fd) {
 
 Status Journal::Compact(const DumpFn& dump) {
   std::string tmp = dir_ + "/snapshot.tmp";
-  Status st = WriteSnapshot(tmp, dump);
-  if (!st.ok()) {
+  // A failure before the snapshot's rename changes nothing; the next try
+  // waits for kChunk more records (a full store would fail every time).
+  auto failed = [&](Status st) {
     env_->Unlink(tmp);
+    env_->Unlink(dir_ + "/journal.tmp");
+    compact_at_ = write_off_ + kChunk;
     return st;
-  }
+  };
+  Status st = WriteSnapshot(tmp, dump);
+  if (!st.ok()) return failed(st);
   generation_++;
   int fd = -1;
-  st = WriteEmptyJournal(&fd);
+  st = WriteEmptyJournal(true, &fd);
   if (!st.ok()) {
     generation_--;
-    env_->Unlink(tmp);
-    return st;
+    return failed(st);
   }
   if (env_->Rename(tmp, dir_ + "/snapshot") != 0) {
     st = Status::FromErrno("rename snapshot");
     generation_--;
     env_->Close(fd);
-    env_->Unlink(tmp);
-    env_->Unlink(dir_ + "/journal.tmp");
-    return st;
+    return failed(st);
   }
+  compact_at_ = kCompactAt;
   // Snapshot generation_ is in place: the old journal no longer counts, so
   // appends go nowhere until the new one is.
   if (fd_ >= 0) env_->Close(fd_);

@@ -45,7 +45,10 @@
 //
 // The journal keeps space allocated ahead of the write offset: when the store
 // fills up, operations that free space (unlink, rmdir, ...) can still be
-// logged, so a full store can always be emptied again.
+// logged, so a full store can always be emptied again. That reserve is part
+// of the file, so it survives restarts and crashes; compaction empties the
+// journal without giving it back, and opening a journal writes nothing unless
+// a torn record must be cleared (and then cuts the file if it cannot).
 //
 // Not thread-safe: the engine serialises calls.
 #pragma once
@@ -99,8 +102,10 @@ class Journal {
   // Appends one record. Records that free space may use the reserve.
   Status Append(std::string_view record, bool frees_space);
   Status Sync();
-  bool NeedsCompaction() const { return write_off_ > kCompactAt; }
-  // Writes snapshot and journal of the next generation from `dump`.
+  bool NeedsCompaction() const { return write_off_ > compact_at_; }
+  // Writes snapshot and journal of the next generation from `dump`. A failure
+  // changes nothing; NeedsCompaction() then waits for kChunk more records, so
+  // that a full store does not rewrite its whole namespace at every change.
   Status Compact(const DumpFn& dump);
   uint64_t generation() const { return generation_; }
 
@@ -111,10 +116,13 @@ class Journal {
  private:
   Journal(std::string dir, Env* env) : dir_(std::move(dir)), env_(env) {}
   Status Preallocate(uint64_t need);
-  // Writes dir/journal.tmp holding only the header of `generation_`; *fd gets it.
-  Status WriteEmptyJournal(int* fd);
+  // Writes dir/journal.tmp holding only the header of `generation_`, with the
+  // reserve allocated when `reserve` (else as much as there is); *fd gets it.
+  Status WriteEmptyJournal(bool reserve, int* fd);
   Status WriteSnapshot(const std::string& path, const DumpFn& dump);
   Status Install(int fd);  // renames journal.tmp into place and appends to `fd`
+  // Makes `tail`, the bytes past the valid records, harmless for later appends.
+  Status ClearTail(std::string_view tail);
 
   std::string dir_;
   Env* env_;
@@ -123,6 +131,7 @@ class Journal {
   uint64_t generation_ = 0;
   uint64_t write_off_ = 0;
   uint64_t allocated_ = 0;
+  uint64_t compact_at_ = kCompactAt;
 };
 
 // Frames `record` (header + payload), as written to the files. Exposed for tests.

@@ -10,6 +10,10 @@
 // calls Drop(): the kernel may still hold them open. Orphans() lists such
 // inodes after a restart so that the caller can drop them.
 //
+// A shared engine checks that it still serves the namespace the store joined
+// (namespace_identity.h); when not, it is fenced: every operation fails with
+// EIO and Namespace() says why, so that nothing is removed on its word.
+//
 // Thread safety: all methods may be called concurrently.
 #pragma once
 
@@ -24,10 +28,20 @@
 
 namespace tempfs {
 
+struct NamespaceState {
+  bool intact = true;
+  std::string id;       // the namespace id ("" for an engine kept in the store)
+  std::string problem;  // why it is not intact
+  std::string left;     // the id of the namespace the store left at open (--join-new-namespace), else ""
+};
+
 class MetaEngine {
  public:
   virtual ~MetaEngine() = default;
 
+  // "." and ".." are the kernel's lookups for file handles: the inode
+  // `parent` itself (any type, ENOENT once it has no name), and the directory
+  // that names directory `parent`.
   virtual Result<Attr> Lookup(Ino parent, std::string_view name) = 0;
   virtual Result<Attr> GetAttr(Ino ino) = 0;
   // Adds a new inode named `name` in `parent`; EEXIST if the name is taken.
@@ -59,14 +73,27 @@ class MetaEngine {
   virtual Result<std::vector<Ino>> Orphans() = 0;
   // Number of inodes, for statfs.
   virtual uint64_t InodeCount() = 0;
+  // Buckets of the engine's in-memory inode index (0: it keeps none), for
+  // the admin view: it must shrink again when inodes go.
+  virtual uint64_t IndexBuckets() { return 0; }
   // Makes everything so far durable against power loss (not only a crash).
   virtual Status Sync() = 0;
+  // Cheap (no round trip): what the engine last saw of its namespace.
+  virtual NamespaceState Namespace() { return {}; }
+};
+
+struct MetaOpenOptions {
+  // Shared engines: a store that belongs to another namespace (or to one the
+  // engine lost) joins the engine's namespace, or makes a new one in an
+  // empty engine, instead of being refused.
+  bool join_new_namespace = false;
 };
 
 // Opens the engine named by `uri` for the store at `store_dir`. "" or
 // "embedded" selects the embedded engine, kept under store_dir/meta; damaged
 // metadata is EUCLEAN with a one-line message that says what to do.
-Result<std::unique_ptr<MetaEngine>> OpenMetaEngine(const std::string& uri, const std::string& store_dir);
+Result<std::unique_ptr<MetaEngine>> OpenMetaEngine(const std::string& uri, const std::string& store_dir,
+                                                   const MetaOpenOptions& options = {});
 
 // Inode numbers of the data files in the store at `store_dir`.
 Result<std::vector<Ino>> DataFilesOf(const std::string& store_dir);

@@ -6,6 +6,7 @@
 
 #include "common/log.h"
 #include "meta/codec.h"
+#include "meta/namespace_identity.h"
 
 namespace tempfs {
 namespace {
@@ -18,6 +19,7 @@ std::string XKey(Ino ino) { return "tfs:x:" + std::to_string(ino); }
 const char kNextIno[] = "tfs:nextino";
 const char kOrphans[] = "tfs:orphans";
 const char kCount[] = "tfs:icount";
+const char kNamespace[] = "tfs:namespace";
 
 std::string EncodeEntry(Ino ino, uint32_t type) {
   Encoder e;
@@ -40,11 +42,13 @@ Status ReplyError(const RedisValue& v) {
 
 }  // namespace
 
-// Reads go to Redis at once (WATCHed in a writing transaction); writes are
-// queued and sent as one MULTI/EXEC.
+// Reads go to Redis at once, each WATCHed (the first with the namespace id);
+// writes are queued and sent as one MULTI/EXEC.
 class RedisMeta::Txn final : public MetaTxn {
  public:
-  Txn(RedisClient::Conn& c, bool writable) : c_(c), writable_(writable) {}
+  Txn(RedisMeta& m, RedisClient::Conn& c, bool writable) : m_(m), c_(c), writable_(writable) {}
+  // The namespace id did not match: the engine is fenced.
+  bool fenced() const { return fenced_; }
 
   Result<std::optional<InodeRecord>> GetInode(Ino ino) override {
     auto v = Read(IKey(ino), {"GET", IKey(ino)});
@@ -98,6 +102,11 @@ class RedisMeta::Txn final : public MetaTxn {
   }
   Result<Ino> NewIno() override {
     if (!writable_) return Status::Err(EROFS, "read transaction");
+    if (!ns_checked_) {
+      // Never count up in a Redis whose namespace is not ours.
+      auto ns = Read(kNamespace, {"GET", kNamespace});
+      if (!ns.ok()) return ns.status();
+    }
     auto v = c_.Command({"INCR", kNextIno});
     if (!v.ok()) return v.status();
     if (Status st = ReplyError(*v); !st.ok()) return st;
@@ -127,19 +136,16 @@ class RedisMeta::Txn final : public MetaTxn {
     writes_.push_back({"HDEL", XKey(ino), std::string(name)});
   }
 
-  // Returns false on a conflict (a watched key changed).
-  Result<bool> Commit() {
-    if (writes_.empty()) {
-      if (watching_) {
-        auto r = c_.Command({"UNWATCH"});
-        if (!r.ok()) return r.status();
-      }
-      return true;
-    }
+  // Ends the transaction: applies the writes if `apply`, and tells whether
+  // what it read was one consistent state (false: a watched key changed, run
+  // again). Without `apply` (the body refused), only the check is made.
+  Result<bool> Commit(bool apply) {
+    if (!apply) writes_.clear();
+    if (writes_.empty() && !watching_) return true;
     std::vector<std::vector<std::string>> cmds;
     cmds.push_back({"MULTI"});
     for (auto& w : writes_) cmds.push_back(std::move(w));
-    if (created_ > 0) cmds.push_back({"INCRBY", kCount, std::to_string(created_)});
+    if (apply && created_ > 0) cmds.push_back({"INCRBY", kCount, std::to_string(created_)});
     cmds.push_back({"EXEC"});
     auto r = c_.Pipeline(cmds);
     if (!r.ok()) return r.status();
@@ -151,28 +157,50 @@ class RedisMeta::Txn final : public MetaTxn {
 
  private:
   Result<RedisValue> Read(const std::string& key, std::vector<std::string> cmd) {
-    if (!writable_) return c_.Command(cmd);
-    auto r = c_.Pipeline({{"WATCH", key}, std::move(cmd)});
+    std::vector<std::vector<std::string>> cmds;
+    if (ns_checked_) {
+      cmds.push_back({"WATCH", key});
+    } else {
+      cmds.push_back({"WATCH", kNamespace, key});
+      cmds.push_back({"GET", kNamespace});
+    }
+    cmds.push_back(std::move(cmd));
+    auto r = c_.Pipeline(cmds);
     if (!r.ok()) return r.status();
     watching_ = true;
-    if (Status st = ReplyError((*r)[1]); !st.ok()) return st;
-    return std::move((*r)[1]);
+    if (!ns_checked_) {
+      if (Status st = ReplyError((*r)[1]); !st.ok()) return st;
+      if (!m_.NamespaceMatches((*r)[1])) {
+        fenced_ = true;
+        return m_.Fenced();
+      }
+      ns_checked_ = true;
+    }
+    if (Status st = ReplyError(r->back()); !st.ok()) return st;
+    if (m_.read_hook_) m_.read_hook_(key);
+    return std::move(r->back());
   }
 
+  RedisMeta& m_;
   RedisClient::Conn& c_;
   bool writable_;
   bool watching_ = false;
+  bool ns_checked_ = false;
+  bool fenced_ = false;
   int created_ = 0;
   std::vector<std::vector<std::string>> writes_;
 };
 
-Result<std::unique_ptr<RedisMeta>> RedisMeta::Open(const std::string& uri, std::chrono::milliseconds timeout) {
+Result<std::unique_ptr<RedisMeta>> RedisMeta::Open(const std::string& uri, std::chrono::milliseconds timeout,
+                                                    const std::string& store_dir, const MetaOpenOptions& options) {
   auto addr = RedisAddress::Parse(uri);
   if (!addr.ok()) return addr.status();
   std::unique_ptr<RedisMeta> m(new RedisMeta(*addr, timeout));
   auto ping = m->client_.Command({"PING"});
   if (!ping.ok()) return ping.status();
   if (Status st = ReplyError(*ping); !st.ok()) return st;
+  // Before anything is written: a Redis that is not the store's is left as it is.
+  if (Status st = m->JoinNamespace(store_dir, options); !st.ok()) return st;
   // Inode 1 is the root: numbers handed out start above it.
   auto init = m->client_.Command({"SETNX", kNextIno, std::to_string(kRootIno)});
   if (!init.ok()) return init.status();
@@ -184,26 +212,123 @@ Result<std::unique_ptr<RedisMeta>> RedisMeta::Open(const std::string& uri, std::
   return m;
 }
 
+Status RedisMeta::JoinNamespace(const std::string& store_dir, const MetaOpenOptions& options) {
+  auto rec = ReadStoreIdentity(store_dir);
+  if (!rec.ok()) return rec.status();
+  auto cur = client_.Command({"GET", kNamespace});
+  if (!cur.ok()) return cur.status();
+  if (Status st = ReplyError(*cur); !st.ok()) return st;
+  std::string in_redis = cur->nil() ? "" : cur->str;
+  StoreIdentity id = rec->value_or(StoreIdentity{});
+  if (id.store_id.empty()) id.store_id = NewRandomId();
+  std::string where = client_.address().ToString();
+  if (!id.ns.empty() && id.ns != in_redis) {
+    if (!options.join_new_namespace) {
+      std::string what = in_redis.empty()
+                             ? "holds no tempfs namespace (it lost its data: restarted without persistence, or "
+                               "flushed; or it is another Redis)"
+                             : "holds another namespace (" + in_redis + ")";
+      return Status::Err(EIO, "Redis " + where + " " + what + ", but this store belongs to namespace " + id.ns +
+                                  "; nothing was removed. Restore Redis's data and mount again, or mount with "
+                                  "--join-new-namespace to join it (this store's data is set aside in " +
+                                  store_dir + "/lost+found)");
+    }
+    left_ = id.ns;
+    id.node = 0;  // a number of the old namespace means nothing in the new one
+  }
+  if (in_redis.empty()) {
+    // A new namespace (or one made before namespaces had ids): name it, once.
+    auto set = client_.Command({"SET", kNamespace, NewRandomId(), "NX"});
+    if (!set.ok()) return set.status();
+    auto get = client_.Command({"GET", kNamespace});  // whoever won the race
+    if (!get.ok()) return get.status();
+    if (get->nil() || get->type == RedisValue::kError) {
+      return Status::Err(EIO, "cannot set the namespace id in Redis " + where);
+    }
+    in_redis = get->str;
+    TLOG_INFO("namespace %s made in Redis %s", in_redis.c_str(), where.c_str());
+  }
+  ns_ = in_redis;
+  if (!left_.empty()) {
+    TLOG_WARN("this store leaves namespace %s and joins namespace %s (--join-new-namespace)", left_.c_str(),
+              ns_.c_str());
+  }
+  if (rec->has_value() && id.ns == ns_) return Status::Ok();
+  if (!left_.empty()) {
+    // Before the record changes: a crash in between must not let the new
+    // namespace see the old one's data.
+    auto moved = SetAsideStoreData(store_dir, left_);
+    if (!moved.ok()) return moved.status();
+    if (!moved->empty()) TLOG_WARN("the data of namespace %s is kept in %s", left_.c_str(), moved->c_str());
+  }
+  id.ns = ns_;
+  return WriteStoreIdentity(store_dir, id);
+}
+
+bool RedisMeta::NamespaceMatches(const RedisValue& v) {
+  if (!v.nil() && v.str == ns_) return true;
+  std::string where = client_.address().ToString();
+  Fence(v.nil() ? "Redis " + where + " lost namespace " + ns_ +
+                      " (restarted without persistence, or flushed): local data is kept, nothing is removed; "
+                      "restore Redis's data and restart the node, or remount with --join-new-namespace"
+                : "Redis " + where + " now holds namespace " + v.str + ", not this store's " + ns_ +
+                      ": local data is kept, nothing is removed; point the node at its Redis, or remount "
+                      "with --join-new-namespace");
+  return false;
+}
+
+void RedisMeta::Fence(const std::string& problem) {
+  std::lock_guard lock(fence_mu_);
+  if (fenced_.load()) return;
+  fence_problem_ = problem;
+  fenced_ = true;
+  TLOG_ERROR("metadata fenced: %s", problem.c_str());
+}
+
+Status RedisMeta::Fenced() {
+  std::lock_guard lock(fence_mu_);
+  return Status::Err(EIO, "metadata fenced: " + fence_problem_);
+}
+
+NamespaceState RedisMeta::Namespace() {
+  NamespaceState s;
+  s.id = ns_;
+  s.left = left_;
+  if (fenced_.load()) {
+    std::lock_guard lock(fence_mu_);
+    s.intact = false;
+    s.problem = fence_problem_;
+  }
+  return s;
+}
+
+Status RedisMeta::CheckNamespace() {
+  if (fenced_.load()) return Fenced();
+  auto v = client_.Command({"GET", kNamespace});
+  if (!v.ok()) return v.status();
+  if (Status st = ReplyError(*v); !st.ok()) return st;
+  if (!NamespaceMatches(*v)) return Fenced();
+  return Status::Ok();
+}
+
 Status RedisMeta::Transact(TxnKind kind, const std::function<Status(MetaTxn&)>& body) {
   for (int attempt = 0; attempt < kMaxAttempts; attempt++) {
+    if (fenced_.load()) return Fenced();
     auto conn = client_.Borrow();
     if (!conn.ok()) return conn.status();
-    Txn t(**conn, kind != TxnKind::kRead);
+    Txn t(*this, **conn, kind != TxnKind::kRead);
     Status st = body(t);
-    Result<bool> committed = true;
-    if (st.ok()) {
-      committed = t.Commit();
-    } else if (kind != TxnKind::kRead) {
-      auto r = (*conn)->Command({"UNWATCH"});
-      (void)r;
-    }
+    Result<bool> consistent = true;
+    if (!t.fenced() && !(*conn)->broken()) consistent = t.Commit(st.ok());
     bool broken = (*conn)->broken();
     client_.Return(std::move(*conn));
+    if (t.fenced()) return st;
     // A pooled connection that died with a Redis restart: run again on a new one.
     if (broken && attempt == 0) continue;
-    if (!st.ok()) return st;
-    if (!committed.ok()) return committed.status();
-    if (*committed) return Status::Ok();
+    if (broken) return st.ok() ? consistent.status() : st;
+    if (!consistent.ok()) return consistent.status();
+    // The answer, a refusal included, stands only if nothing it read changed.
+    if (*consistent) return st;
     // Another node changed what we read: back off a little and run again.
     std::this_thread::sleep_for(std::chrono::microseconds(100 * (attempt + 1)));
   }
@@ -211,14 +336,27 @@ Status RedisMeta::Transact(TxnKind kind, const std::function<Status(MetaTxn&)>& 
 }
 
 Result<std::vector<Ino>> RedisMeta::Orphans() {
-  auto v = client_.Command({"SMEMBERS", kOrphans});
-  if (!v.ok()) return v.status();
+  if (fenced_.load()) return Fenced();
+  // The id and the set in one step: a foreign namespace's orphans must not
+  // be taken for this one's (the caller removes their data).
+  auto conn = client_.Borrow();
+  if (!conn.ok()) return conn.status();
+  auto r = (*conn)->Pipeline({{"MULTI"}, {"GET", kNamespace}, {"SMEMBERS", kOrphans}, {"EXEC"}});
+  client_.Return(std::move(*conn));
+  if (!r.ok()) return r.status();
+  for (auto& v : *r) {
+    if (Status st = ReplyError(v); !st.ok()) return st;
+  }
+  const RedisValue& exec = r->back();
+  if (exec.elements.size() != 2) return Status::Err(EIO, "redis: unexpected reply to EXEC");
+  if (!NamespaceMatches(exec.elements[0])) return Fenced();
   std::vector<Ino> out;
-  for (auto& e : v->elements) out.push_back(std::stoull(e.str));
+  for (auto& e : exec.elements[1].elements) out.push_back(std::stoull(e.str));
   return out;
 }
 
 uint64_t RedisMeta::InodeCount() {
+  if (fenced_.load()) return 0;
   auto v = client_.Command({"GET", kCount});
   if (!v.ok() || v->nil()) return 0;
   return std::stoull(v->str);

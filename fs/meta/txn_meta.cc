@@ -79,7 +79,26 @@ class Staging {
   std::map<Ino, bool> dirty_;
 };
 
+// The kernel's lookups for file handles (FUSE export): "." is the inode
+// itself, of any type, as long as it has a name; ".." the directory that
+// names directory `ino` (the root for the root).
+Status LookupExport(Staging& s, Ino ino, bool parent, Attr& out) {
+  auto r = parent ? s.LoadDir(ino) : s.Load(ino);
+  if (!r.ok()) return r.status();
+  if ((*r)->attr.nlink == 0) return Status::Err(ENOENT);  // unlinked: its handles are stale
+  if (parent) {
+    Ino up = (*r)->parent != 0 ? (*r)->parent : kRootIno;
+    r = s.LoadDir(up);
+    if (!r.ok()) return r.status();
+  }
+  out = (*r)->attr;
+  return Status::Ok();
+}
+
 }  // namespace
+
+// What handles of inodes made before generations existed carried.
+constexpr uint64_t kOldGeneration = 1;
 
 std::string EncodeInodeRecord(const InodeRecord& r) {
   Encoder e;
@@ -99,7 +118,8 @@ std::string EncodeInodeRecord(const InodeRecord& r) {
   e.U64(a.checksum);
   e.U64(r.parent);
   e.Str(r.target);
-  e.U64(a.project);  // last: records written before projects existed end here
+  e.U64(a.project);     // records written before projects existed end here
+  e.U64(a.generation);  // last: records written before generations existed end here
   return std::move(e.buffer());
 }
 
@@ -122,6 +142,10 @@ bool DecodeInodeRecord(std::string_view data, InodeRecord* r) {
   r->parent = d.U64();
   r->target.assign(d.Str());
   a.project = d.empty() ? 0 : d.U64();
+  a.generation = d.empty() ? kOldGeneration : d.U64();
+  // The kernel's root inode has generation 0 and marks an inode whose
+  // generation changes as bad: the root's must stay 0 whatever was stored.
+  if (a.ino == kRootIno) a.generation = 0;
   return !d.failed();
 }
 
@@ -144,6 +168,7 @@ Status TxnMeta::EnsureRoot() {
 Result<Attr> TxnMeta::Lookup(Ino parent, std::string_view name) {
   return TransactFor<Attr>(TxnKind::kRead, [&](MetaTxn& t, Attr& out) -> Status {
     Staging s(t, 0);
+    if (name == "." || name == "..") return LookupExport(s, parent, name == "..", out);
     auto p = s.LoadDir(parent);
     if (!p.ok()) return p.status();
     auto c = s.LoadEntry(parent, name);
@@ -184,6 +209,7 @@ Result<Attr> TxnMeta::Create(Ino parent, std::string_view name, const NewNode& n
     a.size = S_ISDIR(node.mode) ? 4096 : S_ISLNK(node.mode) ? node.target.size() : 0;
     a.atime_ns = a.mtime_ns = a.ctime_ns = s.now();
     a.project = (*p)->attr.project;
+    a.generation = NewGeneration();
     if (S_ISDIR(node.mode)) r.parent = parent;
     r.target = node.target;
     out = s.Add(std::move(r)).attr;

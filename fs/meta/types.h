@@ -31,6 +31,12 @@ struct Attr {
   // in; 0: none. A root carries its own number, so children simply inherit
   // their parent's project.
   Ino project = 0;
+  // Random at creation and never changed: file handles (name_to_handle_at,
+  // FUSE export) carry it with the inode number, so a handle cannot be guessed
+  // and one of an earlier inode of the same number is refused (ESTALE).
+  // Records written before generations existed read as 1, the value their
+  // handles carried; the root's is 0, as the kernel's root inode has.
+  uint64_t generation = 0;
   uint64_t blocks = 0;    // 512-byte blocks used; filled from the data, not stored
 };
 
@@ -89,5 +95,9 @@ constexpr unsigned kRenameNoReplace = 1;
 constexpr unsigned kRenameExchange = 2;
 
 int64_t NowNs();
+
+// A fresh, unpredictable inode generation (never 0 nor 1, the values of the
+// root and of records older than generations).
+uint64_t NewGeneration();
 
 }  // namespace tempfs

@@ -98,15 +98,10 @@ void Fetch::Run() {
       Status st = transport_.Fetch(attr_.owner, attr_.ino, attr_.version, off, len,
                                    [&](const char* data, size_t n) -> Status {
         if (pos + n > off + len) return Status::Err(EIO, "peer sent more than asked");
-        size_t w = 0;
-        while (w < n) {
-          ssize_t r = pwrite(fd_, data + w, n - w, static_cast<off_t>(pos + w));
-          if (r < 0) {
-            if (errno == EINTR) continue;
-            return Status::FromErrno("write fetched data");
-          }
-          w += r;
-        }
+        // A full store ends the fetch with ENOSPC (a write that stores
+        // nothing would otherwise be retried forever).
+        Status ws = WriteFully(store_.env(), fd_, std::string_view(data, n), static_cast<off_t>(pos));
+        if (!ws.ok()) return Status::Err(ws.err(), "write fetched data");
         pos += n;
         if (chunks == 1) {  // one range: readers may follow byte by byte
           std::lock_guard lock(mu_);

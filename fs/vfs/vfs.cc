@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/memory.h"
 
 #include <cstdio>
 #include <cstring>
@@ -19,8 +20,10 @@ namespace {
 
 // The set-ID bits a write or chown takes away: set-group-ID only where it
 // means "run as group" (group execute set), not where it marks mandatory locking.
+// Any non-directory, as Linux's chown_common does: FIFOs, sockets and device
+// nodes lose them too (directories keep theirs: set-group-ID is inheritance there).
 uint32_t KilledSetIdBits(uint32_t mode) {
-  if (!S_ISREG(mode)) return 0;
+  if (S_ISDIR(mode)) return 0;
   uint32_t bits = mode & S_ISUID;
   if ((mode & S_ISGID) && (mode & S_IXGRP)) bits |= S_ISGID;
   return bits;
@@ -81,6 +84,10 @@ void Vfs::RemoveStrayData() {
 }
 
 size_t Vfs::CollectGarbage() {
+  // A lost namespace knows none of the local files: removing them on its
+  // word would remove everything. (Each answer below is checked against the
+  // namespace id as well; this saves the pass.)
+  if (!meta_->Namespace().intact) return 0;
   size_t removed = 0;
   auto inos = store_->ListData();
   if (!inos.ok()) return 0;
@@ -105,7 +112,10 @@ size_t Vfs::CollectGarbage() {
     }
     if (!gone && !stale_copy && !deleted_elsewhere) continue;
     std::lock_guard lock(mu_);
-    if (RemoveUnusedDataLocked(ino, seq).ok()) removed++;
+    if (RemoveUnusedDataLocked(ino, seq).ok()) {
+      removed++;
+      if (gone || deleted_elsewhere) ForgetInodeStateLocked(ino);  // nobody opens it here again
+    }
   }
   if (removed > 0) TLOG_INFO("removed %zu data files of deleted or changed files", removed);
   RecountQuotas();
@@ -123,7 +133,7 @@ void Vfs::AddLookup(const Attr& attr) {
 
 void Vfs::NameRemoved(const Attr& attr) {
   if (attr.nlink != 0) return;
-  bool referenced = false, open = false;
+  bool referenced = false, open = false, shrunk = false;
   {
     std::lock_guard lock(mu_);
     auto it = refs_.find(attr.ino);
@@ -131,11 +141,48 @@ void Vfs::NameRemoved(const Attr& attr) {
       it->second.unlinked = true;
       referenced = it->second.lookups != 0 || it->second.opens != 0;
       open = it->second.opens != 0;
-      if (!referenced) refs_.erase(it);
+      if (!referenced) shrunk = EraseRefLocked(it);
     }
   }
-  if (!referenced) return DropInode(attr.ino, attr.project);
+  if (!referenced) {
+    DropInode(attr.ino, attr.project);
+    if (shrunk) ReleaseFreeMemory();
+    return;
+  }
   if (!open) UnchargeIfUnused(attr.ino, attr.project);
+}
+
+bool Vfs::EraseRefLocked(std::unordered_map<Ino, InodeRefs>::iterator it) {
+  refs_.erase(it);
+  return ShrinkIfSparse(refs_);
+}
+
+void Vfs::ForgetInodeStateLocked(Ino ino) {
+  kernel_version_.erase(ino);
+  ShrinkIfSparse(kernel_version_);
+  if (auto it = lru_pos_.find(ino); it != lru_pos_.end()) {
+    lru_.erase(it->second);
+    lru_pos_.erase(it);
+    ShrinkIfSparse(lru_pos_);
+  }
+  // Odd: a takeover still runs and reads its count when it ends.
+  if (auto it = own_seq_.find(ino); it != own_seq_.end() && it->second % 2 == 0) {
+    own_seq_.erase(it);
+    ShrinkIfSparse(own_seq_);
+  }
+}
+
+VfsTables Vfs::Tables() {
+  VfsTables t;
+  {
+    std::lock_guard lock(mu_);
+    t.kernel_inodes = refs_.size();
+    t.kernel_inode_buckets = refs_.bucket_count();
+    t.cluster_entries = kernel_version_.size() + lru_pos_.size() + own_seq_.size() + fetches_.size();
+  }
+  t.meta_inodes = meta_->InodeCount();
+  t.meta_buckets = meta_->IndexBuckets();
+  return t;
 }
 
 void Vfs::UnchargeIfUnused(Ino ino, Ino project) {
@@ -153,7 +200,7 @@ void Vfs::UnchargeIfUnused(Ino ino, Ino project) {
 
 void Vfs::Forget(Ino ino, uint64_t count) {
   Ino project = 0;
-  bool charged = true;
+  bool charged = true, unlinked = false, shrunk = false;
   {
     std::lock_guard lock(mu_);
     auto it = refs_.find(ino);
@@ -161,16 +208,17 @@ void Vfs::Forget(Ino ino, uint64_t count) {
     InodeRefs& r = it->second;
     r.lookups = count >= r.lookups ? 0 : r.lookups - count;
     if (r.lookups != 0 || r.opens != 0) return;
-    bool unlinked = r.unlinked;
+    unlinked = r.unlinked;
     project = r.project;
     charged = !r.uncharged;
-    refs_.erase(it);
-    if (!unlinked) return;
+    shrunk = EraseRefLocked(it);
   }
-  DropInode(ino, project, charged);
+  if (unlinked) DropInode(ino, project, charged);
+  if (shrunk) ReleaseFreeMemory();
 }
 
 void Vfs::DropInode(Ino ino, Ino project, bool charged) {
+  if (!meta_->Namespace().intact) return;  // keep everything while the namespace is lost
   // Data first: a crash in between leaves an orphan record, dropped at the next start.
   Status st;
   if (auto quota = charged ? QuotaOf(project) : nullptr) {
@@ -183,6 +231,10 @@ void Vfs::DropInode(Ino ino, Ino project, bool charged) {
     st = store_->RemoveData(ino);
   }
   if (st.ok()) st = meta_->Drop(ino);
+  if (st.ok()) {
+    std::lock_guard lock(mu_);
+    ForgetInodeStateLocked(ino);
+  }
   if (!st.ok()) TLOG_WARN("drop inode %llu: %s", static_cast<unsigned long long>(ino), st.ToString().c_str());
 }
 
@@ -235,7 +287,7 @@ Result<Attr> Vfs::SetAttr(Ino ino, const SetAttrRequest& request, int fd, bool k
   if (!cur.ok()) return cur;
   SetAttrRequest req = request;
   // Linux drops set-ID bits on truncate by the unprivileged and on any chown
-  // of a regular file, unless the same call sets the mode.
+  // of a non-directory, unless the same call sets the mode.
   bool chown = (req.valid & (SetAttrRequest::kUid | SetAttrRequest::kGid)) != 0;
   if ((kill_suid || chown) && !(req.valid & SetAttrRequest::kMode)) {
     if (uint32_t bits = KilledSetIdBits(cur->mode)) {
@@ -261,7 +313,7 @@ Result<Attr> Vfs::SetAttr(Ino ino, const SetAttrRequest& request, int fd, bool k
   if (S_ISREG(cur->mode)) {
     if (req.valid & SetAttrRequest::kSize) {
       auto truncate = [&]() -> Status {
-        int rc = fd >= 0 ? ftruncate(fd, static_cast<off_t>(req.size)) : -1;
+        int rc = fd >= 0 ? store_->env()->Ftruncate(fd, static_cast<off_t>(req.size)) : -1;
         return rc == 0 ? Status::Ok() : store_->TruncateData(ino, req.size);
       };
       Status st;
@@ -426,6 +478,9 @@ void Vfs::MakeRoom(uint64_t need) {
     // Only a copy: the owner still has the data. Check, in case this node
     // took the file over since.
     auto a = meta_->GetAttr(victim);
+    // Without an answer (Redis down, namespace lost) the copy may be the
+    // only one left: keep it.
+    if (!a.ok() && a.err() != ENOENT) return;
     std::lock_guard lock(mu_);
     auto it = lru_pos_.find(victim);
     if (it == lru_pos_.end()) continue;  // taken over (or evicted) meanwhile
@@ -741,7 +796,7 @@ void Vfs::Release(FileHandle* h) {
 
 void Vfs::DropOpenRef(Ino ino) {
   Ino project = 0;
-  bool charged = true, unused = false;
+  bool charged = true, unused = false, shrunk = false;
   {
     std::lock_guard lock(mu_);
     auto it = refs_.find(ino);
@@ -754,11 +809,12 @@ void Vfs::DropOpenRef(Ino ino) {
     unused = r.lookups != 0;
     if (!unused) {
       charged = !r.uncharged;
-      refs_.erase(it);
+      shrunk = EraseRefLocked(it);
     }
   }
   if (unused) return UnchargeIfUnused(ino, project);
   DropInode(ino, project, charged);
+  if (shrunk) ReleaseFreeMemory();
 }
 
 Status Vfs::Fsync(FileHandle* h, bool datasync) {
@@ -924,7 +980,8 @@ Result<StoreUsage> Vfs::Usage() {
     bool own = true;
     if (clustered()) {
       auto a = meta_->GetAttr(ino);
-      own = a.ok() && !OwnedElsewhere(*a);
+      // Without an answer (a fenced node) the data is kept: count it as its own.
+      own = a.ok() ? !OwnedElsewhere(*a) : a.err() != ENOENT;
     }
     (own ? u.own_files : u.cached_files)++;
     (own ? u.own_bytes : u.cached_bytes) += bytes;

@@ -72,6 +72,16 @@ struct VfsCounters {
   std::atomic<uint64_t> evictions{0};
 };
 
+// Sizes of the in-memory tables, as tempfs-admin shows them: after the files
+// are gone they must come back down (hash tables keep their buckets otherwise).
+struct VfsTables {
+  uint64_t kernel_inodes = 0;         // inodes the kernel or open files refer to
+  uint64_t kernel_inode_buckets = 0;  // buckets of that table
+  uint64_t cluster_entries = 0;       // cluster mode: per-inode cache and ownership state
+  uint64_t meta_inodes = 0;           // inodes of the namespace
+  uint64_t meta_buckets = 0;          // buckets of the engine's in-memory index (0: none)
+};
+
 // Where one file's data is, as tempfs-admin shows it.
 struct FileLocation {
   Attr attr;                 // size and times merged from the local data
@@ -136,6 +146,7 @@ class Vfs {
 
   Result<Attr> Lookup(Ino parent, std::string_view name);
   void Forget(Ino ino, uint64_t count);
+  VfsTables Tables();
   Result<Attr> GetAttr(Ino ino);
   // `fd` is an open backing file of `ino`, or -1. `kill_suid` asks to drop
   // set-ID bits (the kernel asks on truncate by an unprivileged caller).
@@ -172,9 +183,11 @@ class Vfs {
   Status Flush(FileHandle* h);
   void Release(FileHandle* h);
   Status Fsync(FileHandle* h, bool datasync);
-  // Writes through the daemon (files with `quota`): within the project's
-  // capacity, a write that does not fit is shortened, one with no room at
-  // all fails with ENOSPC.
+  // Writes through the daemon (the fallback data path): all of `data` is
+  // stored, or the write fails with an errno (ENOSPC on a full store), some
+  // of it perhaps stored. Within a project's capacity, a write that does not
+  // fit is shortened (ENOSPC with the writeback cache, whose kernel side does
+  // not retry the rest), one with no room at all fails with ENOSPC.
   Result<size_t> Write(FileHandle* h, uint64_t off, std::string_view data);
   // fallocate(2); growing a file of a limited project beyond its room: ENOSPC.
   Status Fallocate(FileHandle* h, int mode, uint64_t off, uint64_t len);
@@ -243,6 +256,11 @@ class Vfs {
     bool uncharged = false;
   };
   void AddLookup(const Attr& attr);
+  // Erases a refs_ entry; returns whether the table shrank (then the caller
+  // returns free memory, with no lock held, once the inode is dropped).
+  bool EraseRefLocked(std::unordered_map<Ino, InodeRefs>::iterator it);
+  // Forgets the cache and ownership state of an inode that is gone.
+  void ForgetInodeStateLocked(Ino ino);
   // Called when `attr` lost a name: drops it if nothing refers to it anymore.
   void NameRemoved(const Attr& attr);
   // Requires the entry erased from refs_ already. `project`: its project;

@@ -133,9 +133,14 @@ Result<size_t> Vfs::Write(FileHandle* h, uint64_t off, std::string_view data) {
     size_t n = data.size();
     if (at + n > limit) n = at < limit ? static_cast<size_t>(limit - at) : 0;
     if (n == 0 && !data.empty()) return Status::Err(ENOSPC, "capacity of the volume");
-    ssize_t w = pwrite(h->fd, data.data(), n, static_cast<off_t>(off));
-    if (w < 0) return Status::FromErrno("write");
-    done = static_cast<size_t>(w);
+    // All of it or an errno: the kernel's writeback takes a short count as
+    // done and drops the rest. A full store is ENOSPC, never a short count.
+    TEMPFS_RETURN_IF_ERROR(WriteFully(store_->env(), h->fd, data.substr(0, n), static_cast<off_t>(off)));
+    done = n;
+    // Without the writeback cache the kernel hands a short count to the
+    // application, which writes the rest (and gets ENOSPC); with it, the part
+    // beyond the capacity must be refused here.
+    if (n < data.size() && options_.writeback_cache) return Status::Err(ENOSPC, "capacity of the volume");
     return Status::Ok();
   };
   Status st = h->quota ? WithinQuota(*h->quota, h->ino, h->fd, write) : write(0, UINT64_MAX);
@@ -154,7 +159,9 @@ Status Vfs::Fallocate(FileHandle* h, int mode, uint64_t off, uint64_t len) {
     if (h->quota && grows && (mode & FALLOC_FL_KEEP_SIZE) && off + len > size) {
       return Status::Err(EOPNOTSUPP, "FALLOC_FL_KEEP_SIZE past the end of a file under a capacity limit");
     }
-    if (fallocate(h->fd, mode, static_cast<off_t>(off), static_cast<off_t>(len)) != 0) return Status::FromErrno();
+    if (store_->env()->Fallocate(h->fd, mode, static_cast<off_t>(off), static_cast<off_t>(len)) != 0) {
+      return Status::FromErrno();
+    }
     return Status::Ok();
   };
   return h->quota ? WithinQuota(*h->quota, h->ino, h->fd, allocate) : allocate(0, UINT64_MAX);

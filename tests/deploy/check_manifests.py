@@ -202,6 +202,12 @@ def check_daemonset(path, d, driver, sas, objects):
         check(v.get("mountPath") == host_path(spec, v.get("name")), cw,
               "kubelet's directory must be mounted at the same path as on the host (targets are host paths)")
     check(arg_value(csi, "--node-id"), cw, "no --node-id")
+    # The plugin refuses targets outside --kubelet-dir: kubelet's pods
+    # directory must lie beneath it.
+    kubelet_dir = (arg_value(csi, "--kubelet-dir") or "/var/lib/kubelet").rstrip("/")
+    for v in kubelet:
+        check(str(v.get("mountPath")) == kubelet_dir or str(v.get("mountPath")).startswith(kubelet_dir + "/"), cw,
+              f"kubelet's directory {v.get('mountPath')} is not beneath --kubelet-dir {kubelet_dir}")
     probe = (csi.get("livenessProbe") or {}).get("httpGet") or {}
     check(probe.get("path") == "/healthz", cw, "livenessProbe must be httpGet /healthz (the livenessprobe sidecar)")
 

@@ -141,6 +141,60 @@ TEST(AdminSingleNodeTest, StatusReportsTheNode) {
   EXPECT_NE(t.out.find("embedded: healthy"), std::string::npos) << t.out;
 }
 
+// Issue 10, finding 11: after `rm -rf` of many files the daemon kept its
+// peak memory (hash tables keep their buckets, malloc keeps freed blocks).
+// Table sizes are exact; resident memory is checked only loosely.
+TEST(AdminSingleNodeTest, MemoryComesBackAfterManyFilesAreRemoved) {
+  TEMPFS_SKIP_IF_NO_FUSE();
+  constexpr int kFiles = 20000;  // enough to grow every table far past its floor
+  TempDir dir("admin-memory");
+  auto m = TempfsMount::Start(dir.path());
+  ASSERT_NE(m, nullptr);
+  auto memory = [&] {
+    Json s = AdminJson(m->mnt(), {"status"});
+    const Json* mem = s.Find("memory");
+    return mem != nullptr ? *mem : Json::Object();
+  };
+  const Json start = memory();
+  ASSERT_GT(IntField(start, "rss_bytes"), 0);
+  const std::string tree = m->mnt() + "/tree";
+  ASSERT_EQ(mkdir(tree.c_str(), 0755), 0);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(3);
+  for (int i = 0; i < kFiles; i++) {
+    std::string sub = tree + "/" + std::to_string(i % 16);
+    if (i < 16) ASSERT_EQ(mkdir(sub.c_str(), 0755), 0);
+    int fd =
+        open((sub + "/file-with-a-longer-name-" + std::to_string(i)).c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+    ASSERT_GE(fd, 0) << "file " << i << ": " << strerror(errno);
+    close(fd);
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "creating files took too long (" << i << " made)";
+  }
+  const Json peak = memory();
+  EXPECT_EQ(IntField(peak, "meta_inodes"), IntField(start, "meta_inodes") + kFiles + 17);
+  EXPECT_GT(IntField(peak, "meta_buckets"), kFiles);
+  CommandResult rm = RunCommand({"rm", "-rf", tree}, std::chrono::minutes(3));
+  ASSERT_EQ(rm.exit_code, 0) << rm.err;
+  // The kernel forgets the removed inodes asynchronously: wait (bounded).
+  Json after;
+  bool settled = WaitFor(
+      [&] {
+        after = memory();
+        return IntField(after, "kernel_inodes") == IntField(start, "kernel_inodes") &&
+               IntField(after, "meta_inodes") == IntField(start, "meta_inodes");
+      },
+      std::chrono::seconds(60));
+  ASSERT_TRUE(settled) << "tables did not empty: " << after.Dump(0);
+  // Back near their floor: a few thousand buckets at most, not the peak's tens of thousands.
+  EXPECT_LE(IntField(after, "meta_buckets"), 4096) << after.Dump(0);
+  EXPECT_LE(IntField(after, "kernel_inode_buckets"), 4096) << after.Dump(0);
+  // Loosely: at least a third of what the files took is given back.
+  int64_t grown = IntField(peak, "rss_bytes") - IntField(start, "rss_bytes");
+  int64_t kept = IntField(after, "rss_bytes") - IntField(start, "rss_bytes");
+  EXPECT_GT(grown, 0);
+  EXPECT_LT(kept, grown * 2 / 3) << "start " << IntField(start, "rss_bytes") << ", peak " << IntField(peak, "rss_bytes")
+                                 << ", after rm " << IntField(after, "rss_bytes");
+}
+
 TEST(AdminSingleNodeTest, LocateEvictAndBadPaths) {
   TEMPFS_SKIP_IF_NO_FUSE();
   TempDir dir("admin-locate");

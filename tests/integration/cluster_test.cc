@@ -12,6 +12,12 @@
 //     file reads again once the owner is back;
 //   - Redis down: metadata operations fail within a bound, open files still
 //     read; after Redis is back the daemons work again;
+//   - Redis emptied under running nodes (FLUSHALL, or a restart without
+//     persistence): every data file stays, metadata operations fail with
+//     EIO, status says why; a restarted node is refused until
+//     --join-new-namespace, after which nodes rejoin with new numbers;
+//   - mkdir/rmdir churn on one node: the other sees only what a local disk
+//     could answer (no EIO);
 //   - the peer protocol refuses requests without the right HMAC (spoken here
 //     by hand, with a test-local SHA-256), and a world-readable secret file
 //     is refused at mount time.
@@ -26,6 +32,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -37,6 +44,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <string>
@@ -1065,6 +1073,216 @@ TEST(ClusterAuthTest, BadSecretFileIsRefusedAtMount) {
     EXPECT_FALSE(IsMountPoint(node_dir + "/mnt")) << k.name;
     if (IsMountPoint(node_dir + "/mnt")) RunCommand({TempfsBin(), "umount", node_dir + "/mnt"});
   }
+}
+
+// ------------------------------------------------- namespace identity --
+
+// Every data file of a store, as "XX/INO".
+std::set<std::string> DataFiles(const std::string& store) {
+  std::set<std::string> out;
+  for (const std::string& sub : ListDir(store + "/data")) {
+    for (const std::string& f : ListDir(store + "/data/" + sub)) out.insert(sub + "/" + f);
+  }
+  return out;
+}
+
+CommandResult RedisCli(int port, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"redis-cli", "-h", "127.0.0.1", "-p", std::to_string(port)};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCommand(argv, std::chrono::seconds(10));
+}
+
+CommandResult AdminCmd(const std::string& mnt, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {TEMPFS_ADMIN_BIN, "--mount", mnt};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCommand(argv, std::chrono::seconds(60));
+}
+
+// One request on the node's control socket (as tempfs-admin sends it, but
+// without looking at the mount first); returns the reply line ("" on failure).
+std::string ControlRequest(const std::string& store, const std::string& request) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return "";
+  ScopeExit close_fd([fd] { ::close(fd); });
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::string path = store + "/control.sock";
+  if (path.size() >= sizeof sa.sun_path) return "";
+  memcpy(sa.sun_path, path.c_str(), path.size() + 1);
+  timeval tv{30, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) return "";
+  std::string line = request + "\n";
+  if (!SendAll(fd, line)) return "";
+  std::string reply;
+  char c;
+  while (reply.size() < 65536 && ::read(fd, &c, 1) == 1 && c != '\n') reply.push_back(c);
+  return reply;
+}
+
+// Writes `per_node` files on each node; returns each store's data files.
+std::vector<std::set<std::string>> WriteOnEveryNode(ClusterFixture& c, int per_node) {
+  std::vector<std::set<std::string>> files;
+  for (size_t i = 0; i < c.size(); i++) {
+    for (int k = 0; k < per_node; k++) {
+      std::string name = c.name(i) + "-" + std::to_string(k);
+      EXPECT_EQ(ErrName(WriteFile(c.Path(i, name), Pattern(100 * i + k, 3000 + k))), "OK") << name;
+    }
+  }
+  // One copy of another node's file, too (a cached copy is data as well).
+  ExpectContent(c.Path(1, c.name(0) + "-0"), Pattern(0, 3000), "B reads A's file", &c);
+  // Settled: the copy renamed into place.
+  EXPECT_TRUE(WaitFor([&] { return Exists(c.DataFile(1, InoOf(c.Path(0, c.name(0) + "-0")))); }, kLogWait));
+  for (size_t i = 0; i < c.size(); i++) files.push_back(DataFiles(c.store(i)));
+  return files;
+}
+
+// After Redis lost the namespace: nothing removed (also by an explicit
+// garbage collection), metadata fails with EIO, status and log say why.
+void ExpectFencedAndKept(ClusterFixture& c, const std::vector<std::set<std::string>>& before) {
+  for (size_t i = 0; i < c.size(); i++) {
+    const std::string known = c.Path(i, c.name(i) + "-0");
+    Bounded st = RunBounded([&] { return StatErr(known); }, milliseconds(15000));
+    EXPECT_TRUE(st.finished) << "stat hung on node " << c.name(i);
+    EXPECT_EQ(ErrName(st.code), "EIO") << "stat of a known name on node " << c.name(i);
+    Bounded mk = RunBounded([&] { return ::mkdir(c.Path(i, "new-dir").c_str(), 0755) == 0 ? 0 : errno; },
+                            milliseconds(15000));
+    EXPECT_EQ(ErrName(mk.code), "EIO") << "mkdir on node " << c.name(i);
+    // The pass that removed everything before: run it now rather than in 30 s.
+    std::string gc = ControlRequest(c.store(i), R"({"cmd":"gc"})");
+    EXPECT_NE(gc.find("\"removed_files\":0"), std::string::npos) << gc;
+    CommandResult status = AdminCmd(c.mnt(i), {"status"});
+    EXPECT_EQ(status.exit_code, 0) << status.err;
+    EXPECT_NE(status.out.find("FENCED"), std::string::npos) << status.out;
+    EXPECT_NE(status.out.find("lost namespace"), std::string::npos) << status.out;
+    EXPECT_EQ(DataFiles(c.store(i)), before[i]) << "data files removed on node " << c.name(i) << "\n"
+                                                << c.Diagnostics();
+    EXPECT_TRUE(WaitFor([&] { return c.CountInLog(i, "metadata fenced") == 1; }, kLogWait))
+        << "want one 'metadata fenced' line on " << c.name(i) << "\n" << c.Diagnostics();
+  }
+  CommandResult keys = RedisCli(c.redis().port(), {"DBSIZE"});
+  EXPECT_EQ(keys.out, "0\n") << "fenced nodes wrote into the empty Redis";
+}
+
+// Nodes rejoin a new namespace explicitly; then they work together again.
+// B first, while A still runs fenced: numbers start again at 1 in the new
+// namespace, which was A's, and A's old heartbeat must not lock B out.
+void RejoinNewNamespace(ClusterFixture& c) {
+  c.KillNode(1);
+  std::vector<std::string> argv = {TempfsBin(), "mount", "--store", c.store(1), c.mnt(1)};
+  std::vector<std::string> node = c.NodeArgs(1);
+  argv.insert(argv.end(), node.begin(), node.end());
+  CommandResult refused = RunCommand(argv, std::chrono::seconds(60));
+  EXPECT_NE(refused.exit_code, 0) << "a store of a lost namespace mounted without --join-new-namespace";
+  EXPECT_NE(refused.err.find("--join-new-namespace"), std::string::npos) << refused.err;
+  EXPECT_EQ(std::count(refused.err.begin(), refused.err.end(), '\n'), 1) << refused.err;
+  if (refused.exit_code == 0) c.KillNode(1);
+  ASSERT_TRUE(c.RestartNode(1, {"--join-new-namespace"})) << c.Diagnostics();
+  EXPECT_FALSE(ListDir(c.store(1) + "/lost+found").empty());
+  EXPECT_TRUE(DataFiles(c.store(1)).empty()) << "the new namespace sees the old one's data";
+  c.KillNode(0);
+  ASSERT_TRUE(c.RestartNode(0, {"--join-new-namespace"})) << c.Diagnostics();
+  const std::string f = Pattern(77, 50 * kKiB);
+  EXPECT_EQ(ErrName(WriteFile(c.Path(0, "after"), f)), "OK") << c.Diagnostics();
+  ExpectContent(c.Path(1, "after"), f, "B reads A's file in the new namespace", &c);
+  CommandResult status = AdminCmd(c.mnt(1), {"status"});
+  EXPECT_EQ(status.out.find("FENCED"), std::string::npos) << status.out;
+}
+
+TEST(ClusterNamespaceTest, FlushedRedisUnderRunningNodesKeepsEveryDataFile) {
+  TEMPFS_SKIP_IF_NO_CLUSTER();
+  ClusterOptions o;
+  o.nodes = 2;
+  ClusterFixture c(o);
+  if (!c.Start()) return;
+  auto before = WriteOnEveryNode(c, 30);
+  ASSERT_GE(before[0].size(), 30u);
+  ASSERT_GE(before[1].size(), 31u);
+  CommandResult flush = RedisCli(c.redis().port(), {"FLUSHALL"});
+  ASSERT_EQ(flush.exit_code, 0) << flush.err;
+  ExpectFencedAndKept(c, before);
+  RejoinNewNamespace(c);
+}
+
+TEST(ClusterNamespaceTest, RedisRestartedWithoutItsDataKeepsEveryDataFile) {
+  TEMPFS_SKIP_IF_NO_CLUSTER();
+  ClusterOptions o;
+  o.nodes = 2;  // persistent_redis false: a restart comes back empty
+  ClusterFixture c(o);
+  if (!c.Start()) return;
+  auto before = WriteOnEveryNode(c, 30);
+  ASSERT_TRUE(c.StopRedis());
+  ASSERT_TRUE(c.StartRedis());
+  ExpectFencedAndKept(c, before);
+  RejoinNewNamespace(c);
+}
+
+// Node B churns mkdir/rmdir of a few names; node A stats, unlinks, renames,
+// rmdirs and creates the same names. A local disk answers only these.
+TEST(ClusterConsistencyTest, ChurnOnOneNodeGivesOnlyPosixErrnosOnTheOther) {
+  TEMPFS_SKIP_IF_NO_CLUSTER();
+  ClusterOptions o;
+  o.nodes = 2;
+  ClusterFixture c(o);
+  if (!c.Start()) return;
+  ASSERT_EQ(::mkdir(c.Path(0, "churn").c_str(), 0755), 0);
+  ASSERT_TRUE(WaitFor([&] { return Exists(c.Path(1, "churn")); }, kNamespaceWait));
+  const std::vector<std::string> names = {"n0", "n1"};
+  const auto deadline = Clock::now() + std::chrono::seconds(60);
+  pid_t churner = ::fork();
+  if (churner == 0) {
+    for (int i = 0; i < 200000 && Clock::now() < deadline; i++) {
+      std::string p = c.Path(1, "churn/" + names[i % names.size()]);
+      ::mkdir(p.c_str(), 0755);
+      ::rmdir(p.c_str());
+    }
+    ::_exit(0);
+  }
+  ASSERT_GT(churner, 0);
+  ScopeExit stop_churner([&] {
+    ::kill(churner, SIGKILL);
+    ::waitpid(churner, nullptr, 0);
+  });
+  const std::set<int> allowed = {0, ENOENT, EEXIST, ENOTEMPTY, EISDIR, ENOTDIR};
+  std::map<std::string, int> bad;
+  int ops = 0;
+  for (int i = 0; i < 2000 && Clock::now() < deadline; i++, ops++) {
+    std::string p = c.Path(0, "churn/" + names[i % names.size()]);
+    int e = 0;
+    std::string op;
+    switch (i % 5) {
+      case 0:
+        op = "stat";
+        e = StatErr(p);
+        break;
+      case 1:
+        op = "unlink";
+        e = ::unlink(p.c_str()) == 0 ? 0 : errno;
+        break;
+      case 2:
+        op = "rename";
+        e = ::rename(p.c_str(), (p + "x").c_str()) == 0 ? 0 : errno;
+        if (e == 0) ::rmdir((p + "x").c_str());
+        break;
+      case 3:
+        op = "rmdir";
+        e = ::rmdir(p.c_str()) == 0 ? 0 : errno;
+        break;
+      default: {
+        op = "create";
+        int fd = ::open(p.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+        e = fd >= 0 ? 0 : errno;
+        if (fd >= 0) {
+          ::close(fd);
+          ::unlink(p.c_str());
+        }
+      }
+    }
+    if (allowed.count(e) == 0) bad[op + " " + ErrName(e)]++;
+  }
+  EXPECT_GT(ops, 200);
+  for (auto& [what, count] : bad) ADD_FAILURE() << what << ": " << count << " of " << ops;
+  if (!bad.empty()) ADD_FAILURE() << c.Diagnostics();
 }
 
 }  // namespace

@@ -3,8 +3,10 @@
 // NodeGetInfo), one volume published for two "pods" at two target paths with
 // the three sharing modes between them, isolation from other volumes,
 // cleanup and retention at unpublish, a dead daemon under a published volume,
-// recovery after a daemon restart, a plugin restart, and malformed requests
-// answered with the spec's codes. Each "pod" is a forked process in its own
+// recovery after a daemon restart, a plugin restart, malformed requests
+// answered with the spec's codes, and the faults of issue 10: unpublish never
+// touching what publish did not make, targets confined to kubelet's
+// directory and never reached through a symlink, bad capacities refused. Each "pod" is a forked process in its own
 // mount namespace whose only way to tempfs is its target path.
 
 #include <dirent.h>
@@ -25,9 +27,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -41,6 +45,7 @@
 
 #include "common/json.h"
 #include "csi/names.h"
+#include "csi/target_dir.h"
 #include "support/csi_client.h"
 #include "support/mount_fixture.h"
 
@@ -78,15 +83,20 @@ TEST(CsiNames, DnsLabels) {
 }
 
 TEST(CsiNames, Quantities) {
-  EXPECT_EQ(*csi::ParseQuantity("0"), 0u);
+  EXPECT_EQ(*csi::ParseQuantity("1"), 1u);
   EXPECT_EQ(*csi::ParseQuantity("1000"), 1000u);
+  EXPECT_EQ(*csi::ParseQuantity("0.5Ki"), 512u);
+  EXPECT_EQ(*csi::ParseQuantity("1.000Ki"), 1024u);
+  EXPECT_EQ(*csi::ParseQuantity("18446744073709551615"), UINT64_MAX);
   EXPECT_EQ(*csi::ParseQuantity("1Ki"), 1024u);
   EXPECT_EQ(*csi::ParseQuantity("64Mi"), 64u << 20);
   EXPECT_EQ(*csi::ParseQuantity("1Gi"), 1u << 30);
   EXPECT_EQ(*csi::ParseQuantity("1.5Gi"), 3u << 29);
   EXPECT_EQ(*csi::ParseQuantity("2G"), 2000000000u);
   EXPECT_EQ(*csi::ParseQuantity("100k"), 100000u);
-  for (const char* bad : {"", "Gi", "1 Gi", "1gi", "-1", "1Zi", "99999999999Ei", "1..2"}) {
+  // Not a positive whole number of bytes: never "no limit".
+  for (const char* bad : {"", "Gi", "1 Gi", "1gi", "-1", "1Zi", "99999999999Ei", "1..2", "0", "0.0", "0Gi", "0.5",
+                          "1.5", "1.0001Ki", "abc", "+1", "18446744073709551616", "16Ei"}) {
     EXPECT_EQ(csi::ParseQuantity(bad).err(), EINVAL) << bad;
   }
 }
@@ -104,6 +114,67 @@ TEST(CsiNames, Retention) {
   }
 }
 
+// Publish targets (target_dir.h): confined to kubelet's directory, by text.
+TEST(CsiTargets, ConfinedToKubeletDir) {
+  TempDir dir("csi-confine");
+  const std::string k = dir.path() + "/kubelet", link = dir.path() + "/kubelet-link";
+  ASSERT_EQ(mkdir(k.c_str(), 0755), 0);
+  ASSERT_EQ(symlink(k.c_str(), link.c_str()), 0);
+  csi::KubeletDir kubelet(k);
+  EXPECT_EQ(*kubelet.Confine("t", k + "/pods/u/mount"), k + "/pods/u/mount");
+  EXPECT_EQ(*kubelet.Confine("t", k + "//pods/./u/mount/"), k + "/pods/u/mount");
+  for (const std::string& bad :
+       {k, k + "/", k + "/..", k + "/pods/../../x", k + "/pods/u/../../../etc", k + "-other/pods/u", dir.path() + "/x",
+        std::string("/etc"), std::string("/"), std::string("pods/u"), std::string("")}) {
+    EXPECT_EQ(kubelet.Confine("t", bad).err(), EINVAL) << bad;
+  }
+  // Kubelet may name targets by the configured path or by its real path;
+  // both are confined and named alike.
+  csi::KubeletDir by_link(link);
+  EXPECT_EQ(*by_link.Confine("t", link + "/pods/u/mount"), k + "/pods/u/mount");
+  EXPECT_EQ(*by_link.Confine("t", k + "/pods/u/mount"), k + "/pods/u/mount");
+  EXPECT_EQ(by_link.Confine("t", dir.path() + "/x").err(), EINVAL);
+}
+
+TEST(CsiTargets, ParentsAreNeverSymlinks) {
+  TempDir dir("csi-parents");
+  const std::string k = dir.path() + "/kubelet", decoy = dir.path() + "/decoy";
+  ASSERT_EQ(mkdir(k.c_str(), 0755), 0);
+  ASSERT_EQ(mkdir(decoy.c_str(), 0755), 0);
+  csi::KubeletDir kubelet(k);
+  // Missing parents: ENOENT, or created (without following anything).
+  EXPECT_EQ(kubelet.OpenParent(k + "/pods/u/mount", false, 0750).err(), ENOENT);
+  auto made = kubelet.OpenParent(k + "/pods/u/mount", true, 0750);
+  ASSERT_TRUE(made.ok()) << made.status().ToString();
+  struct stat st {};
+  ASSERT_EQ(stat((k + "/pods/u").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  // A symlink anywhere on the way, to a directory inside or outside.
+  ASSERT_EQ(symlink(decoy.c_str(), (k + "/pods/out").c_str()), 0);
+  ASSERT_EQ(symlink((k + "/pods/u").c_str(), (k + "/pods/in").c_str()), 0);
+  ASSERT_EQ(symlink(decoy.c_str(), (k + "/linked").c_str()), 0);
+  for (const std::string& t :
+       {k + "/pods/out/mount", k + "/pods/in/mount", k + "/pods/out/a/b/mount", k + "/linked/pods/mount"}) {
+    EXPECT_EQ(kubelet.OpenParent(t, true, 0750).err(), EINVAL) << t;
+  }
+  // A file on the way.
+  ASSERT_EQ(close(open((k + "/pods/file").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644)), 0);
+  EXPECT_EQ(kubelet.OpenParent(k + "/pods/file/mount", true, 0750).err(), EINVAL);
+  DIR* d = opendir(decoy.c_str());
+  ASSERT_NE(d, nullptr);
+  int entries = 0;
+  while (dirent* e = readdir(d)) entries += std::string(e->d_name) != "." && std::string(e->d_name) != "..";
+  closedir(d);
+  EXPECT_EQ(entries, 0) << "directories were created through a symlink";
+  // The target itself: a symlink or a file is refused, a directory opened.
+  auto parent = kubelet.OpenParent(k + "/pods/x", false, 0);
+  ASSERT_TRUE(parent.ok());
+  EXPECT_EQ(csi::OpenTargetAt(parent->get(), "out", "out").err(), EINVAL);
+  EXPECT_EQ(csi::OpenTargetAt(parent->get(), "file", "file").err(), EINVAL);
+  EXPECT_EQ(csi::OpenTargetAt(parent->get(), "none", "none").err(), ENOENT);
+  EXPECT_TRUE(csi::OpenTargetAt(parent->get(), "u", "u").ok());
+}
+
 // ---------------------------------------------------------------------------
 // Pods: forked processes, each in its own mount namespace, talking over pipes.
 
@@ -112,6 +183,45 @@ std::string Errno(const std::string& what) { return what + ": " + std::strerror(
 bool Exists(const std::string& p) {
   struct stat st {};
   return lstat(p.c_str(), &st) == 0;
+}
+
+// A directory tree as text, one line per entry (type, size or symlink
+// target, whether something is mounted on it), never following a symlink:
+// equal listings mean nothing there was touched.
+std::string Listing(const std::string& root) {
+  std::vector<std::string> lines;
+  std::vector<std::string> stack = {root};
+  while (!stack.empty()) {
+    const std::string p = stack.back();
+    stack.pop_back();
+    struct stat st {};
+    if (lstat(p.c_str(), &st) != 0) {
+      lines.push_back(p + " missing");
+      continue;
+    }
+    std::string line = p + " mode=" + std::to_string(st.st_mode);
+    const bool mounted = IsMountPoint(p);
+    if (mounted) line += " MOUNTED";
+    if (S_ISREG(st.st_mode)) line += " size=" + std::to_string(st.st_size);
+    if (S_ISLNK(st.st_mode)) {
+      char buf[4096];
+      ssize_t n = readlink(p.c_str(), buf, sizeof buf);
+      line += " -> " + std::string(buf, n > 0 ? static_cast<size_t>(n) : 0);
+    }
+    lines.push_back(line);
+    if (!S_ISDIR(st.st_mode)) continue;
+    DIR* d = opendir(p.c_str());
+    if (d == nullptr) continue;
+    while (dirent* e = readdir(d)) {
+      const std::string n = e->d_name;
+      if (n != "." && n != "..") stack.push_back(p + "/" + n);
+    }
+    closedir(d);
+  }
+  std::sort(lines.begin(), lines.end());
+  std::string out;
+  for (const std::string& l : lines) out += l + "\n";
+  return out;
 }
 
 #define POD_TRY(expr)                             \
@@ -461,7 +571,10 @@ class CsiTest : public ::testing::Test {
     ASSERT_EQ(mkdir((dir_->path() + "/fs").c_str(), 0755), 0);
     tempfs_ = TempfsMount::Start(dir_->path() + "/fs");
     ASSERT_NE(tempfs_, nullptr);
-    plugin_ = CsiPlugin::Start(dir_->path(), tempfs_->mnt());
+    // Decoys the plugin must never touch live outside kubelet's directory.
+    outside_ = dir_->path() + "/outside";
+    ASSERT_EQ(mkdir(outside_.c_str(), 0755), 0);
+    plugin_ = CsiPlugin::Start(dir_->path(), tempfs_->mnt(), "node-a", {"--kubelet-dir", pods_});
     ASSERT_NE(plugin_, nullptr);
   }
 
@@ -470,10 +583,12 @@ class CsiTest : public ::testing::Test {
     plugin_.reset();
     // Pod mounts hold the tempfs superblock: drop them before unmounting it.
     if (dir_) {
-      for (int round = 0; round < 8; round++) {
-        auto mounts = MountPointsUnder(pods_);
-        if (mounts.empty()) break;
-        for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) umount2(it->c_str(), MNT_DETACH);
+      for (const std::string& d : {pods_, outside_}) {
+        for (int round = 0; round < 8; round++) {
+          auto mounts = MountPointsUnder(d);
+          if (mounts.empty()) break;
+          for (auto it = mounts.rbegin(); it != mounts.rend(); ++it) umount2(it->c_str(), MNT_DETACH);
+        }
       }
     }
     tempfs_.reset();
@@ -508,8 +623,20 @@ class CsiTest : public ::testing::Test {
 
   grpc::StatusCode PublishCode(const pb::NodePublishVolumeRequest& req) { return plugin_->Publish(req).error_code(); }
 
+  grpc::Status StatsOf(const std::string& volume_id, const std::string& path, pb::NodeGetVolumeStatsResponse* resp) {
+    pb::NodeGetVolumeStatsRequest req;
+    req.set_volume_id(volume_id);
+    req.set_volume_path(path);
+    return plugin_->Stats(req, resp);
+  }
+
+  // Everything under kubelet's directory and the decoys outside it, to show
+  // that a request touched nothing there.
+  std::string World() { return Listing(pods_) + Listing(outside_); }
+
   std::unique_ptr<TempDir> dir_;
-  std::string pods_;
+  std::string pods_;     // kubelet's directory (--kubelet-dir)
+  std::string outside_;  // decoys outside it
   std::unique_ptr<TempfsMount> tempfs_;
   std::unique_ptr<CsiPlugin> plugin_;
 };
@@ -586,11 +713,8 @@ TEST_F(CsiTest, TwoPodsShareOneVolume) {
   ASSERT_EQ(stat(DataDir("team-a", "handoff").c_str(), &sd), 0);
   EXPECT_TRUE(s1.st_ino == sd.st_ino && s2.st_ino == sd.st_ino && s1.st_dev == s2.st_dev);
 
-  pb::NodeGetVolumeStatsRequest sreq;
-  sreq.set_volume_id("csi-a");
-  sreq.set_volume_path(t1);
   pb::NodeGetVolumeStatsResponse stats;
-  grpc::Status st = plugin_->Stats(sreq, &stats);
+  grpc::Status st = StatsOf("csi-a", t1, &stats);
   ASSERT_TRUE(st.ok()) << Describe(st);
   ASSERT_EQ(stats.usage_size(), 2);
   EXPECT_EQ(stats.usage(0).unit(), pb::VolumeUsage::BYTES);
@@ -932,11 +1056,8 @@ TEST_F(CsiTest, PluginRestartKeepsMounts) {
   std::string got;
   EXPECT_EQ(ReadPath(t + "/f", &got), "") << "the pod's mount broke with the plugin";
   ASSERT_TRUE(plugin_->Restart());
-  pb::NodeGetVolumeStatsRequest req;
-  req.set_volume_id("csi-a");
-  req.set_volume_path(t);
   pb::NodeGetVolumeStatsResponse resp;
-  grpc::Status st = plugin_->Stats(req, &resp);
+  grpc::Status st = StatsOf("csi-a", t, &resp);
   EXPECT_TRUE(st.ok()) << Describe(st);
   ExpectUnpublished("csi-a", t);
   EXPECT_FALSE(Exists(DataDir("team-a", "steady")));
@@ -1021,12 +1142,248 @@ TEST_F(CsiTest, MalformedRequests) {
   ExpectUnpublished("csi-a", t);
 }
 
+// Finding 8: unpublish of a path that was never published answers OK and
+// touches nothing there: a foreign mount, a plain file, an empty directory,
+// a symlink, or a bind mount of a tempfs volume that the plugin did not make.
+TEST_F(CsiTest, UnpublishLeavesWhatItNeverMade) {
+  const std::string foreign = Target("pod-tmpfs");
+  ASSERT_EQ(mkdir(foreign.c_str(), 0750), 0);
+  ASSERT_EQ(mount("tmpfs", foreign.c_str(), "tmpfs", 0, "size=1m"), 0) << strerror(errno);
+  ASSERT_EQ(WritePath(foreign + "/their-data", "not tempfs's"), "");
+  const std::string file = Target("pod-file");
+  ASSERT_EQ(WritePath(file, "a plain file"), "");
+  const std::string empty = Target("pod-empty");
+  ASSERT_EQ(mkdir(empty.c_str(), 0750), 0);
+  const std::string decoy = outside_ + "/decoy";
+  ASSERT_EQ(mkdir(decoy.c_str(), 0755), 0);
+  ASSERT_EQ(WritePath(decoy + "/f", "decoy"), "");
+  const std::string link = Target("pod-link");
+  ASSERT_EQ(symlink(decoy.c_str(), link.c_str()), 0);
+  // A bind mount of a real volume, made by hand, not by the plugin.
+  const std::string real = Target("pod-real");
+  ExpectPublished(InlineVolume("csi-real", real, "team-a", {{"volume", "shared"}}));
+  const std::string by_hand = Target("pod-by-hand");
+  ASSERT_EQ(mkdir(by_hand.c_str(), 0750), 0);
+  ASSERT_EQ(mount(DataDir("team-a", "shared").c_str(), by_hand.c_str(), nullptr, MS_BIND, nullptr), 0);
+
+  const std::string before = World();
+  const size_t mounts = MountPointsUnder(dir_->path()).size();
+  for (const std::string& t : {foreign, file, empty, link, by_hand}) {
+    grpc::Status st = plugin_->Unpublish("csi-never", t);
+    EXPECT_TRUE(st.ok()) << t << ": " << Describe(st);
+    EXPECT_TRUE(plugin_->Unpublish("csi-real", t).ok()) << t << ": another volume's id";
+  }
+  EXPECT_EQ(World(), before) << "unpublish touched what it never made";
+  EXPECT_EQ(MountPointsUnder(dir_->path()).size(), mounts);
+  EXPECT_TRUE(IsMountPoint(foreign));
+  EXPECT_TRUE(IsMountPoint(by_hand));
+  std::string got;
+  EXPECT_EQ(ReadPath(foreign + "/their-data", &got), "");
+  EXPECT_EQ(got, "not tempfs's");
+  EXPECT_TRUE(IsMountPoint(real)) << "the volume's real publication was touched";
+  ExpectUnpublished("csi-real", real);
+}
+
+// Finding 8: a second unpublish is OK and touches nothing, whatever is at
+// the path by then; a target that existed before publish is left for
+// kubelet.
+TEST_F(CsiTest, UnpublishTwiceTouchesNothing) {
+  const std::string t = Target("pod-a");
+  ExpectPublished(InlineVolume("csi-a", t, "team-a", {{"volume", "twice"}, {"retention", "keep"}}));
+  ASSERT_EQ(WritePath(t + "/f", "x"), "");
+  ExpectUnpublished("csi-a", t);
+  EXPECT_TRUE(Exists(DataDir("team-a", "twice") + "/f"));
+  // Something else appears at the path; a late retry of the unpublish.
+  ASSERT_EQ(mkdir(t.c_str(), 0750), 0);
+  ASSERT_EQ(WritePath(t + "/new-owner", "someone else's"), "");
+  std::string before = World();
+  EXPECT_TRUE(plugin_->Unpublish("csi-a", t).ok());
+  EXPECT_EQ(World(), before);
+  ASSERT_EQ(unlink((t + "/new-owner").c_str()), 0);
+  before = World();
+  EXPECT_TRUE(plugin_->Unpublish("csi-a", t).ok());
+  EXPECT_EQ(World(), before) << "an empty directory it did not create was removed";
+
+  // The target existed before publish (kubelet made it): unpublish takes the
+  // mount off and leaves the directory.
+  const std::string pre = Target("pod-b");
+  ASSERT_EQ(mkdir(pre.c_str(), 0750), 0);
+  ExpectPublished(InlineVolume("csi-b", pre, "team-a", {{"volume", "twice"}, {"retention", "keep"}}));
+  ASSERT_TRUE(plugin_->Unpublish("csi-b", pre).ok());
+  EXPECT_FALSE(IsMountPoint(pre));
+  EXPECT_TRUE(Exists(pre)) << "removed a target it did not create";
+  before = World();
+  EXPECT_TRUE(plugin_->Unpublish("csi-b", pre).ok());
+  EXPECT_EQ(World(), before);
+  EXPECT_TRUE(Exists(DataDir("team-a", "twice") + "/f"));
+}
+
+// Finding 8: a mount that is not the volume's, stacked on a published
+// target, is never unmounted; unpublish says so, and succeeds once it is
+// gone.
+TEST_F(CsiTest, UnpublishLeavesAForeignMountOnTop) {
+  const std::string t = Target("pod-a");
+  ExpectPublished(InlineVolume("csi-a", t, "team-a", {{"volume", "under"}}));
+  ASSERT_EQ(WritePath(t + "/volume-data", "v"), "");
+  ASSERT_EQ(mount("tmpfs", t.c_str(), "tmpfs", 0, "size=1m"), 0) << strerror(errno);
+  ASSERT_EQ(WritePath(t + "/their-data", "not tempfs's"), "");
+  const std::string before = World();
+  grpc::Status st = plugin_->Unpublish("csi-a", t);
+  EXPECT_FALSE(st.ok()) << "unpublish answered OK with a foreign mount left on the target";
+  EXPECT_NE(st.error_message().find("left alone"), std::string::npos) << Describe(st);
+  EXPECT_EQ(World(), before);
+  std::string got;
+  EXPECT_EQ(ReadPath(t + "/their-data", &got), "");
+  EXPECT_EQ(got, "not tempfs's");
+  EXPECT_TRUE(Exists(DataDir("team-a", "under") + "/volume-data")) << "the volume was released";
+  ASSERT_EQ(umount2(t.c_str(), 0), 0);
+  ExpectUnpublished("csi-a", t);
+  EXPECT_FALSE(Exists(DataDir("team-a", "under")));
+}
+
+// Finding 9: a target, or a directory on the way to it, that is a symlink is
+// refused; nothing is mounted or created where it points, and unpublish of
+// it touches nothing.
+TEST_F(CsiTest, PublishNeverFollowsSymlinks) {
+  const std::string decoy = pods_ + "/decoy";  // inside kubelet's directory
+  ASSERT_EQ(mkdir(decoy.c_str(), 0755), 0);
+  const std::string etc = outside_ + "/etc";  // like /etc, in the test's own directory
+  ASSERT_EQ(mkdir(etc.c_str(), 0755), 0);
+  ASSERT_EQ(WritePath(etc + "/passwd", "root:x:0:0::/root:/bin/sh\n"), "");
+  const std::string parent_decoy = outside_ + "/parent";
+  ASSERT_EQ(mkdir(parent_decoy.c_str(), 0755), 0);
+
+  const std::string to_decoy = Target("pod-a");
+  ASSERT_EQ(symlink(decoy.c_str(), to_decoy.c_str()), 0);
+  const std::string to_etc = Target("pod-b");
+  ASSERT_EQ(symlink(etc.c_str(), to_etc.c_str()), 0);
+  const std::string relative = Target("pod-c");
+  ASSERT_EQ(symlink("../../../../decoy", relative.c_str()), 0);
+  // A parent component: the pod's directory, and its volume's directory.
+  ASSERT_EQ(symlink(parent_decoy.c_str(), (pods_ + "/pod-d").c_str()), 0);
+  const std::string via_pod_dir = pods_ + "/pod-d/volumes/kubernetes.io~csi/data/mount";
+  const std::string vol_dir = pods_ + "/pod-e/volumes/kubernetes.io~csi/data";
+  ASSERT_EQ(RunCommand({"mkdir", "-p", pods_ + "/pod-e/volumes/kubernetes.io~csi"}).exit_code, 0);
+  ASSERT_EQ(symlink(etc.c_str(), vol_dir.c_str()), 0);
+  const std::string via_vol_dir = vol_dir + "/mount";
+
+  const std::string before = World();
+  const size_t mounts = MountPointsUnder(dir_->path()).size();
+  for (const std::string& t : {to_decoy, to_etc, relative, via_pod_dir, via_vol_dir}) {
+    grpc::Status st = plugin_->Publish(InlineVolume("csi-a", t, "team-a", {{"volume", "v"}}));
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << t << ": " << Describe(st);
+    EXPECT_EQ(World(), before) << "publish through a symlink touched something: " << t;
+    EXPECT_EQ(MountPointsUnder(dir_->path()).size(), mounts) << t;
+    st = plugin_->Unpublish("csi-a", t);
+    EXPECT_TRUE(st.ok()) << t << ": " << Describe(st);
+    EXPECT_EQ(World(), before) << "unpublish through a symlink touched something: " << t;
+    EXPECT_EQ(MountPointsUnder(dir_->path()).size(), mounts) << t;
+  }
+  EXPECT_FALSE(IsMountPoint(decoy));
+  EXPECT_FALSE(IsMountPoint(etc));
+  std::string got;
+  EXPECT_EQ(ReadPath(etc + "/passwd", &got), "");
+  EXPECT_EQ(got, "root:x:0:0::/root:/bin/sh\n");
+}
+
+// Finding 9, raced: while publish runs, a directory on the way to the target
+// is swapped again and again (renameat2 RENAME_EXCHANGE) with a symlink to a
+// decoy outside. Publish either mounts on the real directory or refuses;
+// the decoy never gets a mount or an entry, and unpublish leaves no mount.
+TEST_F(CsiTest, PublishRacingASymlinkSwapNeverReachesTheDecoy) {
+  const std::string decoy = outside_ + "/decoy";
+  ASSERT_EQ(mkdir(decoy.c_str(), 0755), 0);
+  const std::string target = Target("pod-r");  // .../kubernetes.io~csi/data/mount
+  const std::string real = target.substr(0, target.rfind('/'));
+  const std::string swap = real + "-swap";
+  ASSERT_EQ(symlink(decoy.c_str(), swap.c_str()), 0);
+  const std::string outside_before = Listing(outside_);
+  constexpr int kRounds = 40;
+  constexpr int kMaxSwapsPerRound = 20000;
+  int published = 0, refused = 0;
+  for (int round = 0; round < kRounds && !HasFailure(); round++) {
+    std::atomic<bool> done{false};
+    std::thread swapper([&] {
+      for (int i = 0; i < kMaxSwapsPerRound && !done.load(); i++) {
+        renameat2(AT_FDCWD, real.c_str(), AT_FDCWD, swap.c_str(), RENAME_EXCHANGE);
+      }
+    });
+    grpc::Status st = plugin_->Publish(InlineVolume("csi-r", target, "team-a", {{"volume", "raced"}}));
+    done = true;
+    swapper.join();
+    struct stat lst {};
+    ASSERT_EQ(lstat(real.c_str(), &lst), 0);
+    if (S_ISLNK(lst.st_mode)) {
+      ASSERT_EQ(renameat2(AT_FDCWD, real.c_str(), AT_FDCWD, swap.c_str(), RENAME_EXCHANGE), 0);
+    }
+    EXPECT_TRUE(st.ok() || st.error_code() == grpc::StatusCode::INVALID_ARGUMENT) << Describe(st);
+    EXPECT_EQ(Listing(outside_), outside_before) << "round " << round << ": the decoy was touched";
+    EXPECT_TRUE(MountPointsUnder(outside_).empty()) << "round " << round << ": a mount reached the decoy";
+    if (st.ok()) {
+      published++;
+      EXPECT_TRUE(IsMountPoint(target)) << "round " << round;
+    } else {
+      refused++;
+    }
+    grpc::Status un = plugin_->Unpublish("csi-r", target);
+    EXPECT_TRUE(un.ok()) << Describe(un);
+    EXPECT_TRUE(MountPointsUnder(pods_).empty()) << "round " << round << ": unpublish left a mount";
+  }
+  std::cerr << "raced publishes: " << published << " mounted, " << refused << " refused\n";
+}
+
+// Finding 9: targets outside kubelet's directory, or escaping it with "..",
+// are INVALID_ARGUMENT for publish and unpublish, and nothing is created.
+TEST_F(CsiTest, TargetsOutsideKubeletDirAreRefused) {
+  const std::string escape = outside_ + "/escape";
+  const std::vector<std::string> bad = {
+      outside_ + "/mount",
+      pods_ + "/../outside/escape/mount",
+      pods_ + "/pod-a/volumes/../../../outside/escape/mount",
+      pods_ + "/pod-a/../pod-b/mount",
+      pods_,
+      pods_ + "/",
+      dir_->path() + "/pods-other/mount",  // a sibling sharing the prefix
+  };
+  ASSERT_EQ(RunCommand({"mkdir", "-p", pods_ + "/pod-a/volumes"}).exit_code, 0);
+  const std::string before = World();
+  const size_t mounts = MountPointsUnder(dir_->path()).size();
+  for (const std::string& t : bad) {
+    grpc::Status st = plugin_->Publish(InlineVolume("csi-a", t, "team-a", {{"volume", "v"}}));
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << t << ": " << Describe(st);
+    EXPECT_EQ(plugin_->Unpublish("csi-a", t).error_code(), grpc::StatusCode::INVALID_ARGUMENT) << t;
+    EXPECT_EQ(World(), before) << t;
+    EXPECT_EQ(MountPointsUnder(dir_->path()).size(), mounts) << t;
+  }
+  EXPECT_FALSE(Exists(escape));
+  EXPECT_FALSE(Exists(dir_->path() + "/pods-other"));
+  EXPECT_FALSE(Exists(DataDir("team-a", "v")));
+}
+
+// Finding 9: a capacity that is not a positive whole number of bytes is
+// INVALID_ARGUMENT, not "no limit"; valid quantities still work.
+TEST_F(CsiTest, BadCapacitiesAreRefused) {
+  const std::string t = Target("pod-a");
+  for (const char* cap : {"0.5", "-1", "abc", "0", "0Gi", "", "1.5", "99999999999Ei", "18446744073709551616", "1 Gi"}) {
+    grpc::Status st = plugin_->Publish(InlineVolume("csi-a", t, "team-a", {{"volume", "v"}, {"capacity", cap}}));
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << "capacity \"" << cap << "\": " << Describe(st);
+    EXPECT_FALSE(Exists(t)) << cap;
+    EXPECT_FALSE(Exists(DataDir("team-a", "v"))) << cap;
+  }
+  ExpectPublished(InlineVolume("csi-a", t, "team-a", {{"volume", "v"}, {"capacity", "1.5Ki"}}));
+  pb::NodeGetVolumeStatsResponse stats;
+  grpc::Status st = StatsOf("csi-a", t, &stats);
+  ASSERT_TRUE(st.ok()) << Describe(st);
+  EXPECT_EQ(stats.usage(0).total(), 1536);
+  ExpectUnpublished("csi-a", t);
+}
+
 TEST(CsiPluginStart, NotReadyWithoutTempfs) {
   TEMPFS_SKIP_IF_NO_FUSE();
   TempDir dir("csi-notmounted");
   const std::string plain = dir.path() + "/plain";
   ASSERT_EQ(mkdir(plain.c_str(), 0755), 0);
-  auto plugin = CsiPlugin::Start(dir.path(), plain);
+  auto plugin = CsiPlugin::Start(dir.path(), plain, "node-a", {"--kubelet-dir", dir.path()});
   ASSERT_NE(plugin, nullptr);
   pb::ProbeResponse probe;
   ASSERT_TRUE(plugin->Probe(&probe).ok());

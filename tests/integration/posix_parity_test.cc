@@ -1318,6 +1318,43 @@ TEST_P(PosixParityMultiUserTest, SuidSgidClearedOnWrite) {
   });
 }
 
+// pjdfstest chown/00.t: chown of a set-ID FIFO, socket or device node drops
+// S_ISUID and S_ISGID (group execute set), by root and by the owner, directly
+// and through a symlink, as for regular files; directories keep them.
+TEST_P(PosixParityMultiUserTest, ChownClearsSetIdBitsOfSpecialFiles) {
+  RunBoth([](Recorder& r) {
+    const std::pair<const char*, mode_t> types[] = {{"reg", S_IFREG},   {"fifo", S_IFIFO}, {"chr", S_IFCHR},
+                                                    {"blk", S_IFBLK},   {"sock", S_IFSOCK}, {"dir", S_IFDIR}};
+    for (const auto& [name, type] : types) {
+      std::string n = name, p = r.P(name);
+      if (type == S_IFDIR) {
+        r.Ok("mkdir " + n, [&] { return ::mkdir(p.c_str(), 0755); });
+      } else if (type == S_IFREG) {
+        r.Ok("create " + n, [&] { return ::close(::open(p.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644)); });
+      } else {
+        r.Ok("mknod " + n, [&] { return ::mknod(p.c_str(), type | 0644, makedev(1, 3)); });
+      }
+      r.Ok("chown " + n + " to nobody", [&] { return ::chown(p.c_str(), kNobody, kOtherUser); });
+      r.Ok("chmod 06555 " + n, [&] { return ::chmod(p.c_str(), 06555); });
+      r.Stat("set-ID " + n, n);
+      r.Ok("root chowns " + n, [&] { return ::chown(p.c_str(), kNobody, kNobody); });
+      r.Stat("after root chown of " + n, n);
+      ::chmod(p.c_str(), 06555);
+      r.Val("owner chgrps " + n,
+            InChild([p] { return OkStr(::chown(p.c_str(), -1, kOtherUser)); }, kNobody, kOtherUser), "ok");
+      r.Stat("after owner chgrp of " + n, n);
+      ::chmod(p.c_str(), 06555);
+      std::string link = p + ".lnk";
+      r.Ok("symlink to " + n, [&] { return ::symlink(p.c_str(), link.c_str()); });
+      r.Ok("root chowns through symlink " + n, [&] { return ::chown(link.c_str(), 0, 0); });
+      r.Stat("after chown through symlink of " + n, n);
+      r.Ok("chmod 02545 " + n, [&] { return ::chmod(p.c_str(), 02545); });
+      r.Ok("root chowns sgid without g+x " + n, [&] { return ::chown(p.c_str(), kNobody, kNobody); });
+      r.Stat("sgid without g+x after root chown of " + n, n);
+    }
+  });
+}
+
 TEST_P(PosixParityMultiUserTest, PermissionDeniedForOtherUser) {
   RunBoth([](Recorder& r) {
     ::mkdir(r.P("priv").c_str(), 0700);

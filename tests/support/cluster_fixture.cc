@@ -329,13 +329,13 @@ void ClusterFixture::KillNode(size_t i) {
   }
 }
 
-bool ClusterFixture::RestartNode(size_t i) {
+bool ClusterFixture::RestartNode(size_t i, const std::vector<std::string>& more_args) {
   Node& n = nodes_.at(i);
   if (!n.mount) {
     ADD_FAILURE() << "RestartNode(" << n.name << "): not started";
     return false;
   }
-  if (!n.mount->Remount()) {
+  if (!n.mount->Remount(more_args)) {
     ADD_FAILURE() << "node " << n.name << " did not mount again\n" << Diagnostics();
     return false;
   }

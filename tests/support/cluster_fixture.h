@@ -112,8 +112,9 @@ class ClusterFixture {
   // SIGKILLs node i's daemon (waits until it is gone) and runs
   // `tempfs umount` on its dead mount.
   void KillNode(size_t i);
-  // Mounts node i again: same node id, store, mount point and peer port.
-  bool RestartNode(size_t i);
+  // Mounts node i again: same node id, store, mount point and peer port
+  // (plus `more_args` this once).
+  bool RestartNode(size_t i, const std::vector<std::string>& more_args = {});
 
   // The data file of `ino` in node i's store (STORE/data/XX/INO16HEX).
   std::string DataFile(size_t i, uint64_t ino) const;

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -93,13 +94,23 @@ ssize_t FaultEnv::PWrite(int fd, const void* buf, size_t n, off_t off) {
       return -1;
     }
     if (nospace_.Matches(path)) {
-      if (nospace_left_ == 0) {
-        errno = ENOSPC;
-        return -1;
+      // Bytes below the file's size are already allocated (written or
+      // fallocated): overwriting them needs no room. Only growth does.
+      struct stat st;
+      uint64_t size = fstat(fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+      uint64_t at = static_cast<uint64_t>(off);
+      size_t inside = at < size ? static_cast<size_t>(std::min<uint64_t>(n, size - at)) : 0;
+      uint64_t grow = n - inside;
+      if (grow > nospace_left_) {
+        if (inside == 0 && nospace_left_ == 0) {
+          errno = ENOSPC;
+          return -1;
+        }
+        // The disk takes what fits, as a real one does: a short write.
+        n = inside + static_cast<size_t>(nospace_left_);
+        grow = nospace_left_;
       }
-      // The disk takes what fits, as a real one does: a short write.
-      if (n > nospace_left_) n = static_cast<size_t>(nospace_left_);
-      nospace_left_ -= n;
+      nospace_left_ -= grow;
     }
     if (short_.Matches(path) && n > short_max_) n = short_max_;
     if (corrupt_.Matches(path) && ++seen_corrupt_ == corrupt_at_) {

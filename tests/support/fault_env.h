@@ -7,8 +7,12 @@
 //   FailWrite(n, err):  the n-th write from now (1-based) fails with err;
 //   ShortWrites(max):   every write stores at most `max` bytes (a legal short
 //                       write, which callers must continue);
-//   NoSpaceAfter(b):    writes and fallocate fail with ENOSPC once `b` more
-//                       bytes were written (a disk that fills);
+//   NoSpaceAfter(b):    writes and fallocate fail with ENOSPC once files grew
+//                       by `b` more bytes (a disk that fills); rewriting bytes
+//                       below a file's size (written or fallocated) needs no
+//                       room, as on a real disk (holes count as allocated);
+//                       space freed by truncation is not given back (on a
+//                       shared disk, other writers take it at once);
 //   CorruptWrite(n, i): the n-th write from now has byte i of its buffer
 //                       flipped on its way to the file;
 //   FailRename(err):    renames whose source matches fail with err (until

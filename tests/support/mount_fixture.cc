@@ -464,6 +464,14 @@ CommandResult TempfsMount::Unmount() {
 
 bool TempfsMount::Remount() { return DoMount(); }
 
+bool TempfsMount::Remount(const std::vector<std::string>& more_args) {
+  std::vector<std::string> saved = extra_args_;
+  extra_args_.insert(extra_args_.end(), more_args.begin(), more_args.end());
+  bool ok = DoMount();
+  extra_args_ = std::move(saved);
+  return ok;
+}
+
 std::string TempfsMount::LogTail(size_t max_bytes) const {
   std::string log = store_ + "/tempfs.log";
   auto it = std::find(extra_args_.begin(), extra_args_.end(), "--log");

@@ -104,6 +104,8 @@ class TempfsMount {
   // Mounts again with the same store, mountpoint and args. Returns false
   // (with a test failure recorded) if that did not work.
   bool Remount();
+  // Remount() with `more_args` added this once.
+  bool Remount(const std::vector<std::string>& more_args);
 
   // Last max_bytes of the daemon log (the --log file if given, else
   // STORE/tempfs.log, or the foreground log), for failure messages.

@@ -189,6 +189,56 @@ TEST_P(MetaConformance, CreateGivesDistinctInodes) {
   EXPECT_EQ(m().InodeCount(), 51u);
 }
 
+// File handles carry (inode, generation): generations are random per
+// inode, never 0 or 1 (the root's and the pre-generation records'), kept by
+// every change and by a reopen.
+TEST_P(MetaConformance, GenerationsAreRandomAndStable) {
+  std::set<uint32_t> low_bits;  // what the kernel keeps
+  std::vector<Attr> made;
+  for (int i = 0; i < 40; i++) {
+    Attr a = i % 2 ? File(kRootIno, "g" + std::to_string(i)) : Dir(kRootIno, "g" + std::to_string(i));
+    EXPECT_GT(static_cast<uint32_t>(a.generation), 1u);
+    low_bits.insert(static_cast<uint32_t>(a.generation));
+    made.push_back(a);
+  }
+  EXPECT_EQ(low_bits.size(), made.size()) << "generations repeat";
+  EXPECT_EQ(Get(kRootIno).generation, 0u);
+  SetAttrRequest req;
+  req.valid = SetAttrRequest::kMode | SetAttrRequest::kUid;
+  req.mode = 0600;
+  req.uid = 7;
+  ASSERT_OK(m().SetAttr(made[1].ino, req));
+  ASSERT_OK(m().Rename(kRootIno, "g1", kRootIno, "renamed", 0));
+  ASSERT_OK(m().Link(made[3].ino, kRootIno, "hard"));
+  if (GetParam().persistent) ASSERT_NO_FATAL_FAILURE(Reopen());
+  for (const Attr& a : made) EXPECT_EQ(Get(a.ino).generation, a.generation) << "inode " << a.ino;
+  auto l = m().Lookup(kRootIno, "renamed");
+  ASSERT_OK(l);
+  EXPECT_EQ(l->generation, made[1].generation);
+}
+
+// The kernel's lookups for file handles: "." by inode number, ".." of a directory.
+TEST_P(MetaConformance, LookupDotAndDotDotForHandles) {
+  Attr d = Dir(kRootIno, "d");
+  Attr sub = Dir(d.ino, "sub");
+  Attr f = File(sub.ino, "f");
+  auto self = m().Lookup(f.ino, ".");
+  ASSERT_OK(self);
+  EXPECT_EQ(self->ino, f.ino);
+  EXPECT_EQ(self->generation, f.generation);
+  auto up = m().Lookup(sub.ino, "..");
+  ASSERT_OK(up);
+  EXPECT_EQ(up->ino, d.ino);
+  auto top = m().Lookup(d.ino, "..");
+  ASSERT_OK(top);
+  EXPECT_EQ(top->ino, kRootIno);
+  EXPECT_EQ(m().Lookup(kRootIno, "..")->ino, kRootIno);
+  EXPECT_ERRNO(m().Lookup(f.ino, ".."), ENOTDIR);
+  EXPECT_ERRNO(m().Lookup(987654, "."), ENOENT);
+  ASSERT_OK(m().Unlink(sub.ino, "f"));
+  EXPECT_ERRNO(m().Lookup(f.ino, "."), ENOENT) << "an unlinked inode's handles are stale";
+}
+
 TEST_P(MetaConformance, CreateExistingNameIsEEXIST) {
   File(kRootIno, "f");
   Dir(kRootIno, "d");

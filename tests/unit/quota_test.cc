@@ -298,21 +298,34 @@ TEST(InodeRecordTest, ProjectsRoundTripAndOldRecordsDecode) {
   rec.attr.mode = S_IFREG | 0644;
   rec.attr.size = 7;
   rec.attr.project = 9;
+  rec.attr.generation = 0x1234567890abcdefull;
   rec.target = "t";
   std::string data = EncodeInodeRecord(rec);
   InodeRecord back;
   ASSERT_TRUE(DecodeInodeRecord(data, &back));
   EXPECT_EQ(back.attr.project, 9u);
+  EXPECT_EQ(back.attr.generation, 0x1234567890abcdefull);
   EXPECT_EQ(back.target, "t");
-  // A record from before projects: the same bytes without the last field.
+  // A record from before generations: without the last field. Its handles
+  // carried generation 1, so that is what it reads as.
+  InodeRecord before_gen;
+  ASSERT_TRUE(DecodeInodeRecord(std::string_view(data).substr(0, data.size() - 8), &before_gen));
+  EXPECT_EQ(before_gen.attr.project, 9u);
+  EXPECT_EQ(before_gen.attr.generation, 1u);
+  // A record from before projects: the same bytes without the last two fields.
   InodeRecord old;
   old.attr.project = 123;
-  ASSERT_TRUE(DecodeInodeRecord(std::string_view(data).substr(0, data.size() - 8), &old));
+  ASSERT_TRUE(DecodeInodeRecord(std::string_view(data).substr(0, data.size() - 16), &old));
   EXPECT_EQ(old.attr.ino, 42u);
   EXPECT_EQ(old.attr.size, 7u);
   EXPECT_EQ(old.target, "t");
   EXPECT_EQ(old.attr.project, 0u);
+  EXPECT_EQ(old.attr.generation, 1u);
   EXPECT_FALSE(DecodeInodeRecord(std::string_view(data).substr(0, data.size() - 3), &old)) << "torn field";
+  // The kernel's root inode has generation 0: the root's record always reads so.
+  rec.attr.ino = kRootIno;
+  ASSERT_TRUE(DecodeInodeRecord(EncodeInodeRecord(rec), &back));
+  EXPECT_EQ(back.attr.generation, 0u);
 }
 
 }  // namespace

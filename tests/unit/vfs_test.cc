@@ -14,6 +14,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/memory.h"
 #include "meta/meta_engine.h"
 #include "meta_test_util.h"
 #include "store/local_store.h"
@@ -390,6 +391,74 @@ TEST_F(VfsTest, SetAttrSizeOnNonFiles) {
   EXPECT_ERRNO(v().SetAttr(d->ino, req, -1), EISDIR);
   EXPECT_ERRNO(v().SetAttr(s->ino, req, -1), EINVAL);
   EXPECT_ERRNO(v().SetAttr(4242, req, -1), ENOENT);
+}
+
+// chown of any non-directory drops S_ISUID, and S_ISGID where group execute
+// is set (pjdfstest chown/00.t, Linux's chown_common); directories keep both.
+TEST_F(VfsTest, ChownDropsSetIdBitsOfEveryNonDirectory) {
+  struct Case {
+    const char* name;
+    uint32_t type;
+    uint32_t mode;
+    uint32_t after;
+  };
+  const Case cases[] = {
+      {"reg", S_IFREG, 06555, 0555},        {"fifo", S_IFIFO, 06555, 0555},
+      {"sock", S_IFSOCK, 06555, 0555},      {"chr", S_IFCHR, 06555, 0555},
+      {"blk", S_IFBLK, 06555, 0555},        {"fifo_sgid_noexec", S_IFIFO, 06545, 02545},
+      {"chr_suid", S_IFCHR, 04755, 0755},   {"dir", S_IFDIR, 06555, 06555},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto n = v().MakeNode({}, kRootIno, c.name, c.type | c.mode, c.type == S_IFCHR ? 0x103 : 0);
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    ASSERT_EQ(n->mode & 07777, c.mode);
+    for (uint32_t valid : {SetAttrRequest::kUid | SetAttrRequest::kGid, uint32_t{SetAttrRequest::kGid}}) {
+      SetAttrRequest mode;
+      mode.valid = SetAttrRequest::kMode;
+      mode.mode = c.mode;
+      ASSERT_TRUE(v().SetAttr(n->ino, mode, -1).ok());
+      SetAttrRequest req;
+      req.valid = valid;
+      req.uid = 65534;
+      req.gid = 65533;
+      auto r = v().SetAttr(n->ino, req, -1);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      EXPECT_EQ(r->mode, c.type | c.after) << "valid=" << valid;
+      auto stored = v().GetAttr(n->ino);
+      ASSERT_TRUE(stored.ok());
+      EXPECT_EQ(stored->mode, c.type | c.after) << "valid=" << valid;
+      EXPECT_EQ(stored->gid, 65533u);
+    }
+  }
+}
+
+// After many inodes are gone their tables give their buckets back (an
+// unordered_map keeps them on erase), so `rm -rf` of a large tree lets the
+// daemon shrink again.
+TEST_F(VfsTest, TablesShrinkWhenManyInodesGo) {
+  constexpr int kInodes = 6000;
+  const VfsTables start = v().Tables();
+  std::vector<Ino> inos;
+  for (int i = 0; i < kInodes; i++) {
+    auto a = v().MakeNode({}, kRootIno, "n" + std::to_string(i), S_IFREG | 0644, 0);
+    ASSERT_TRUE(a.ok()) << a.status().ToString();
+    inos.push_back(a->ino);
+  }
+  const VfsTables peak = v().Tables();
+  EXPECT_EQ(peak.kernel_inodes, start.kernel_inodes + kInodes);
+  EXPECT_EQ(peak.meta_inodes, start.meta_inodes + kInodes);
+  EXPECT_GE(peak.kernel_inode_buckets, static_cast<uint64_t>(kInodes));
+  EXPECT_GE(peak.meta_buckets, static_cast<uint64_t>(kInodes));
+  for (int i = 0; i < kInodes; i++) {
+    ASSERT_TRUE(v().Unlink(kRootIno, "n" + std::to_string(i)).ok());
+    v().Forget(inos[i], 1);  // as the kernel does once the name is gone
+  }
+  const VfsTables after = v().Tables();
+  EXPECT_EQ(after.kernel_inodes, start.kernel_inodes);
+  EXPECT_EQ(after.meta_inodes, start.meta_inodes);
+  EXPECT_LE(after.kernel_inode_buckets, 2 * kMinShrinkBuckets);
+  EXPECT_LE(after.meta_buckets, 2 * kMinShrinkBuckets);
 }
 
 TEST_F(VfsTest, SetAttrTimesGoToTheData) {
