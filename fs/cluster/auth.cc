@@ -2,23 +2,47 @@
 
 #include <fcntl.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 namespace tempfs {
 
-Mac ComputeMac(std::string_view secret, std::string_view nonce, std::string_view message) {
-  std::string data;
-  data.reserve(nonce.size() + message.size());
-  data.append(nonce);
-  data.append(message);
+namespace {
+
+// Fetched once: looking the algorithm up is the costly part of a new context.
+EVP_MAC* HmacAlgorithm() {
+  static EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  return mac;
+}
+
+}  // namespace
+
+MacBuilder::MacBuilder(std::string_view secret) : ctx_(EVP_MAC_CTX_new(HmacAlgorithm())) {
+  char digest[] = "SHA256";
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                         OSSL_PARAM_construct_end()};
+  EVP_MAC_init(ctx_, reinterpret_cast<const unsigned char*>(secret.data()), secret.size(), params);
+}
+
+MacBuilder::~MacBuilder() { EVP_MAC_CTX_free(ctx_); }
+
+MacBuilder& MacBuilder::Add(std::string_view bytes) {
+  EVP_MAC_update(ctx_, reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
+  return *this;
+}
+
+Mac MacBuilder::Finish() {
   Mac out{};
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-       reinterpret_cast<const unsigned char*>(data.data()), data.size(), out.data(), &len);
+  size_t len = 0;
+  EVP_MAC_final(ctx_, out.data(), &len, out.size());
   return out;
+}
+
+Mac ComputeMac(std::string_view secret, std::string_view nonce, std::string_view message) {
+  return MacBuilder(secret).Add(nonce).Add(message).Finish();
 }
 
 bool MacEqual(const Mac& a, const Mac& b) {

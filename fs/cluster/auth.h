@@ -1,12 +1,15 @@
 // Cluster authentication: every peer request carries an HMAC-SHA256 of its
 // fields under the cluster secret, keyed to a nonce the server chose for the
 // connection and a sequence number, so a request can be neither forged nor
-// replayed.
+// replayed. Responses carry MACs the same way (see protocol.h), so bytes
+// changed on the way are never taken for file content.
 #pragma once
 
 #include <array>
 #include <string>
 #include <string_view>
+
+#include <openssl/types.h>
 
 #include "common/status.h"
 
@@ -15,6 +18,21 @@ namespace tempfs {
 using Mac = std::array<unsigned char, 32>;
 
 Mac ComputeMac(std::string_view secret, std::string_view nonce, std::string_view message);
+
+// An HMAC-SHA256 fed in pieces, so a large message (a frame of file data) is
+// not copied into one buffer first. Not thread-safe; one message per object.
+class MacBuilder {
+ public:
+  explicit MacBuilder(std::string_view secret);
+  ~MacBuilder();
+  MacBuilder(const MacBuilder&) = delete;
+  MacBuilder& operator=(const MacBuilder&) = delete;
+  MacBuilder& Add(std::string_view bytes);
+  Mac Finish();
+
+ private:
+  EVP_MAC_CTX* ctx_;
+};
 // Constant-time comparison.
 bool MacEqual(const Mac& a, const Mac& b);
 // Reads the secret file: non-empty, not readable by group or others; a

@@ -4,9 +4,12 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <functional>
+#include <vector>
 
 #include "cluster/auth.h"
 #include "cluster/protocol.h"
@@ -16,12 +19,29 @@
 namespace tempfs {
 namespace {
 
-Status SendResponse(int fd, uint32_t status, uint64_t length) {
-  Encoder e;
-  e.U32(status);
-  e.U32(0);
-  e.U64(length);
-  return WriteFull(fd, e.buffer().data(), e.size());
+// Sends `len` bytes of `data_fd` from `off` in MAC'd frames (protocol.h).
+// Read into memory rather than sendfile(2)'d: the MAC needs the bytes.
+Status SendFrames(int fd, const ResponseKey& key, int data_fd, uint64_t off, uint64_t len, std::vector<char>* buf,
+                  const std::function<void(size_t)>& sent) {
+  buf->resize(kFrameSize + kMacSize);
+  while (len > 0) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(kFrameSize, len));
+    size_t got = 0;
+    while (got < n) {
+      ssize_t r = pread(data_fd, buf->data() + got, n - got, static_cast<off_t>(off + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) return Status::FromErrno("read the data file");
+      if (r == 0) return Status::Err(EIO, "data file shorter than its size");
+      got += r;
+    }
+    Mac mac = FrameMac(key, off, std::string_view(buf->data(), n));
+    std::copy(mac.begin(), mac.end(), buf->begin() + n);
+    TEMPFS_RETURN_IF_ERROR(WriteFull(fd, buf->data(), n + kMacSize));
+    sent(n);
+    off += n;
+    len -= n;
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -78,6 +98,7 @@ void PeerServer::Serve(int fd) {
   hello.buffer() += nonce;
   if (!WriteFull(fd, hello.buffer().data(), hello.size()).ok()) return;
   uint64_t last_seq = 0;
+  std::vector<char> frame;
   for (;;) {
     // Idle connections are kept for a while for the next request.
     pollfd p{fd, POLLIN, 0};
@@ -94,12 +115,17 @@ void PeerServer::Serve(int fd) {
       return;
     }
     last_seq = r.seq;
+    const ResponseKey key{secret_, nonce, body};
+    auto respond = [&](uint32_t status, uint64_t length) {
+      std::string head = EncodeResponse(key, status, length);
+      return WriteFull(fd, head.data(), head.size());
+    };
     if (r.op == PeerRequest::Op::kAdopt) {
       Status st = vfs_.Adopt(r.ino, r.version, r.node);
       TLOG_INFO("peer %s (node %u): take over inode %llu version %llu: %s", who.c_str(), r.node,
                 static_cast<unsigned long long>(r.ino), static_cast<unsigned long long>(r.version),
                 st.ok() ? "accepted" : st.ToString().c_str());
-      if (!SendResponse(fd, static_cast<uint32_t>(st.err()), 0).ok()) return;
+      if (!respond(static_cast<uint32_t>(st.err()), 0).ok()) return;
       continue;
     }
     auto file = vfs_.OpenForPeer(r.ino, r.version);
@@ -107,28 +133,22 @@ void PeerServer::Serve(int fd) {
       TLOG_INFO("peer %s (node %u): inode %llu version %llu: %s", who.c_str(), r.node,
                 static_cast<unsigned long long>(r.ino), static_cast<unsigned long long>(r.version),
                 file.status().ToString().c_str());
-      if (!SendResponse(fd, static_cast<uint32_t>(file.err()), 0).ok()) return;
+      if (!respond(static_cast<uint32_t>(file.err()), 0).ok()) return;
       continue;
     }
     auto [data_fd, size] = *file;
     uint64_t off = std::min(r.offset, size);
     uint64_t len = std::min(r.length, size - off);
-    bool ok = SendResponse(fd, 0, len).ok();
-    off_t pos = static_cast<off_t>(off);
-    while (ok && len > 0) {
-      ssize_t n = sendfile(fd, data_fd, &pos, std::min<uint64_t>(len, 1u << 30));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        ok = false;
-        break;
-      }
-      len -= n;
-      bytes_served += n;
-      std::lock_guard lock(mu_);
-      served_[r.node] += n;
+    Status st = respond(0, len);
+    if (st.ok()) {
+      st = SendFrames(fd, key, data_fd, off, len, &frame, [&](size_t n) {
+        bytes_served += n;
+        std::lock_guard lock(mu_);
+        served_[r.node] += n;
+      });
     }
     close(data_fd);
-    if (!ok) return;
+    if (!st.ok()) return;
   }
 }
 

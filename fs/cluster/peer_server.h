@@ -1,7 +1,7 @@
 // PeerServer: serves this node's file content to the other nodes.
 //
 // Each connection gets a thread; the number of connections is bounded.
-// Data leaves with sendfile(2), straight from the local file to the socket.
+// Data leaves in MAC'd frames (protocol.h).
 //
 // Thread safety: Start/Stop from one thread.
 #pragma once

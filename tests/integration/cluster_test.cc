@@ -14,7 +14,11 @@
 //     read; after Redis is back the daemons work again;
 //   - the peer protocol refuses requests without the right HMAC (spoken here
 //     by hand, with a test-local SHA-256), and a world-readable secret file
-//     is refused at mount time.
+//     is refused at mount time;
+//   - with a FaultProxy between the nodes: a flipped byte or a cut in a
+//     response is asked for again and the reader gets the right bytes, or
+//     EIO when it keeps happening, never wrong bytes; a stalled peer gives
+//     EIO within a bound.
 //
 // Run: build/bin/tempfs_integration_tests --gtest_filter='Cluster*'
 #include <arpa/inet.h>
@@ -44,6 +48,7 @@
 
 #include "gtest/gtest.h"
 #include "support/cluster_fixture.h"
+#include "support/fault_proxy.h"
 #include "support/mount_fixture.h"
 
 namespace tempfs::testing {
@@ -439,7 +444,7 @@ std::string HmacSha256(std::string key, const std::string& msg) {
 }
 
 
-// ------------------------------------------------- peer protocol v1 --
+// ------------------------------------------------- peer protocol v2 --
 
 void PutU32(std::string* s, uint32_t v) {
   for (int i = 0; i < 4; ++i) s->push_back(static_cast<char>(v >> (8 * i)));
@@ -518,7 +523,7 @@ void OpenPeer(int port, PeerConn* c) {
     c->error = "hello: " + err;
     return;
   }
-  if (GetLE(hello, 0, 4) != 0x50534654 || GetLE(hello, 4, 4) != 1) {
+  if (GetLE(hello, 0, 4) != 0x50534654 || GetLE(hello, 4, 4) != 2) {
     c->error = "unexpected hello " + ToHex(hello);
     return;
   }
@@ -969,12 +974,21 @@ TEST(ClusterAuthTest, RequestsWithoutTheRightMacAreRefused) {
     ASSERT_EQ(conn.error, "");
     std::string body = RequestBody(4242, ino, version, 0, content.size(), 1);
     ASSERT_TRUE(SendAll(conn.fd.get(), body + HmacSha256(secret, conn.nonce + body)));
-    std::string head, data;
-    ASSERT_EQ(RecvAll(conn.fd.get(), 16, &head), "") << c.Diagnostics();
+    std::string head, data, mac;
+    ASSERT_EQ(RecvAll(conn.fd.get(), 16 + 32, &head), "") << c.Diagnostics();
     EXPECT_EQ(GetLE(head, 0, 4), 0u) << "status";
     ASSERT_EQ(GetLE(head, 8, 8), content.size()) << "length";
+    EXPECT_EQ(ToHex(head.substr(16)), ToHex(HmacSha256(secret, conn.nonce + "TFSH" + body + head.substr(0, 16))))
+        << "the response head's MAC";
+    ASSERT_LT(content.size(), kMiB) << "one frame";
     ASSERT_EQ(RecvAll(conn.fd.get(), content.size(), &data), "");
     EXPECT_EQ(Diff(data, content), "");
+    ASSERT_EQ(RecvAll(conn.fd.get(), 32, &mac), "");
+    std::string where;
+    PutU64(&where, 0);
+    PutU64(&where, content.size());
+    EXPECT_EQ(ToHex(mac), ToHex(HmacSha256(secret, conn.nonce + "TFSD" + body + where + content)))
+        << "the frame's MAC";
     EXPECT_EQ(c.CountInLog(0, refused), refusals);
     // The same request again (same seq) on this connection: a replay.
     ASSERT_TRUE(SendAll(conn.fd.get(), body + HmacSha256(secret, conn.nonce + body)));
@@ -1065,6 +1079,134 @@ TEST(ClusterAuthTest, BadSecretFileIsRefusedAtMount) {
     EXPECT_FALSE(IsMountPoint(node_dir + "/mnt")) << k.name;
     if (IsMountPoint(node_dir + "/mnt")) RunCommand({TempfsBin(), "umount", node_dir + "/mnt"});
   }
+}
+
+// ------------------------------------------------------ peer faults --
+
+// Stream offset of the first byte of file data on a new peer connection:
+// after the hello (24 bytes) and the response head with its MAC (48).
+constexpr uint64_t kFirstData = 24 + 48;
+constexpr uint64_t kFrame = kMiB + 32;  // a full frame of data and its MAC
+
+// Two nodes; B reaches A through a FaultProxy (A listens on its peer port
+// and advertises the proxy's).
+struct ProxiedCluster {
+  explicit ProxiedCluster(ClusterOptions o) : c(o), proxy(c.peer_port(0)) {}
+  bool Start() {
+    if (!proxy.Start()) return false;
+    c.set_advertise_port(0, proxy.port());
+    return c.Start();
+  }
+  ClusterFixture c;
+  FaultProxy proxy;  // stopped first, before the nodes go
+};
+
+ClusterOptions TwoNodes() {
+  ClusterOptions o;
+  o.nodes = 2;
+  o.peer_timeout = "2";
+  return o;
+}
+
+// Reads `path` in a bounded child: 0 if it holds exactly pattern `seed` of
+// `size` bytes, EIO if a read failed with EIO, EBADMSG if it returned other
+// bytes (or another length), EPROTO for anything else; -1 if it hung.
+int ReadPatternBounded(const std::string& path, uint64_t seed, uint64_t size) {
+  Bounded b = RunBounded(
+      [&] {
+        std::string e = CheckPatternFile(path, seed, size);
+        if (e.empty()) return 0;
+        if (e.find("content differs") != std::string::npos || e.find("bytes, want") != std::string::npos) {
+          return EBADMSG;
+        }
+        return e.find(": EIO") != std::string::npos ? EIO : EPROTO;
+      },
+      milliseconds(20000));
+  return b.finished ? b.code : -1;
+}
+
+std::string ReadOutcome(int code) { return code < 0 ? "hung" : ErrName(code); }
+
+// A byte flipped on the way in a response is caught by the frame's MAC
+// before the reader sees it: the rest of the range is asked for again and
+// the reader gets the right bytes. Flipped every time: EIO, never wrong bytes,
+// and no copy on B. Once the network is clean again, the file reads.
+TEST(PeerFaultTest, FlippedByteIsFetchedAgainNeverReturned) {
+  TEMPFS_SKIP_IF_NO_CLUSTER();
+  ProxiedCluster p(TwoNodes());
+  if (!p.Start()) return;
+  ClusterFixture& c = p.c;
+  const uint64_t small = 300 * kKiB, large = 12 * kMiB;  // one frame; 3 ranges of 4 frames
+  ASSERT_EQ(ErrName(WritePatternFile(c.Path(0, "small"), 41, small)), "OK");
+  ASSERT_EQ(ErrName(WritePatternFile(c.Path(0, "large"), 42, large)), "OK");
+  ASSERT_EQ(ErrName(WritePatternFile(c.Path(0, "third"), 43, small)), "OK");
+
+  p.proxy.Set({FaultProxy::Fault::kFlip, kFirstData + 1000, 1});
+  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "small"), 41, small)), "OK") << c.Diagnostics();
+  EXPECT_EQ(p.proxy.applied(), 1) << "the byte was not flipped: the test proves nothing";
+  EXPECT_TRUE(WaitFor([&] { return c.CountInLog(1, "failed its MAC") >= 1; }, kLogWait)) << c.Diagnostics();
+
+  // In the second frame of a range of a large file.
+  p.proxy.CutAll();  // no pooled connection escapes the plan
+  p.proxy.Set({FaultProxy::Fault::kFlip, kFirstData + kFrame + 12345, 1});
+  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "large"), 42, large)), "OK") << c.Diagnostics();
+  EXPECT_EQ(p.proxy.applied(), 2);
+
+  // Every time: EIO, within a bound, and nothing kept on B.
+  p.proxy.CutAll();
+  p.proxy.Set({FaultProxy::Fault::kFlip, kFirstData + 1000, -1});
+  const uint64_t ino = InoOf(c.Path(0, "third"));
+  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "third"), 43, small)), "EIO") << c.Diagnostics();
+  EXPECT_GE(p.proxy.applied(), 2 + 3) << "gave up before trying again";
+  EXPECT_TRUE(WaitFor([&] { return !Exists(c.DataFile(1, ino) + ".part"); }, kLogWait));
+  EXPECT_FALSE(Exists(c.DataFile(1, ino))) << "a copy that failed its MAC became B's data";
+
+  p.proxy.Set({});
+  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "third"), 43, small)), "OK") << c.Diagnostics();
+}
+
+// A connection cut in the middle of a response: the rest is asked for again
+// on a new connection and the reader gets every byte; cut every time: EIO.
+TEST(PeerFaultTest, CutConnectionIsFetchedAgain) {
+  TEMPFS_SKIP_IF_NO_CLUSTER();
+  ProxiedCluster p(TwoNodes());
+  if (!p.Start()) return;
+  ClusterFixture& c = p.c;
+  const uint64_t size = 6 * kMiB;
+  ASSERT_EQ(ErrName(WritePatternFile(c.Path(0, "f"), 51, size)), "OK");
+  ASSERT_EQ(ErrName(WritePatternFile(c.Path(0, "g"), 52, size)), "OK");
+
+  p.proxy.Set({FaultProxy::Fault::kCut, kFirstData + kFrame + 777, 1});  // both ranges reach it
+  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "f"), 51, size)), "OK") << c.Diagnostics();
+  EXPECT_EQ(p.proxy.applied(), 1) << "the connection was not cut: the test proves nothing";
+
+  p.proxy.CutAll();
+  p.proxy.Set({FaultProxy::Fault::kCut, kFirstData + kFrame + 5, -1});
+  auto t0 = Clock::now();
+  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "g"), 52, size)), "EIO") << c.Diagnostics();
+  EXPECT_LT(Clock::now() - t0, milliseconds(10000));
+  p.proxy.Set({});
+  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "g"), 52, size)), "OK") << c.Diagnostics();
+}
+
+// A peer that stops sending in the middle of a response (connection open):
+// the reader gets EIO within about --peer-timeout, not a hang.
+TEST(PeerFaultTest, StalledPeerGivesEioWithinBound) {
+  TEMPFS_SKIP_IF_NO_CLUSTER();
+  ProxiedCluster p(TwoNodes());
+  if (!p.Start()) return;
+  ClusterFixture& c = p.c;
+  const uint64_t size = 2 * kMiB;
+  ASSERT_EQ(ErrName(WritePatternFile(c.Path(0, "f"), 61, size)), "OK");
+  p.proxy.Set({FaultProxy::Fault::kStall, kFirstData + kFrame + 100, -1});
+  auto t0 = Clock::now();
+  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "f"), 61, size)), "EIO") << c.Diagnostics();
+  auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - t0);
+  EXPECT_LT(took.count(), 2000 + 5000) << "EIO should come within --peer-timeout + 5 s";
+  EXPECT_GE(p.proxy.applied(), 1);
+  p.proxy.CutAll();
+  p.proxy.Set({});
+  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "f"), 61, size)), "OK") << c.Diagnostics();
 }
 
 }  // namespace
