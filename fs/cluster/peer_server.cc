@@ -81,14 +81,16 @@ void PeerServer::AcceptLoop() {
     if (fd == kAcceptStopped) return;
     if (fd < 0) continue;
     if (!connections_.Spawn(fd, [this](int c) { Serve(c); })) {
-      TLOG_WARN("peer %s: refused, %zu connections already", PeerName(fd).c_str(), kMaxConnections);
+      TLOG_WARN("peer %s: refused, too many connections", PeerName(fd).c_str());
       close(fd);
     }
   }
 }
 
 void PeerServer::Serve(int fd) {
-  // A request started must arrive whole within the timeout.
+  // The first request must arrive whole soon, however slowly it trickles:
+  // until then the connection holds only a pending slot (see ConnectionSet).
+  const auto auth_deadline = std::chrono::steady_clock::now() + kAuthDeadline;
   ConfigurePeerSocket(fd, timeout_);
   std::string who = PeerName(fd);
   std::string nonce = RandomBytes(kNonceSize);
@@ -100,11 +102,24 @@ void PeerServer::Serve(int fd) {
   uint64_t last_seq = 0;
   std::vector<char> frame;
   for (;;) {
-    // Idle connections are kept for a while for the next request.
-    pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, 60000) <= 0) return;
+    auto deadline = auth_deadline;
+    if (last_seq != 0) {
+      // Idle connections are kept for a while for the next request, which
+      // must then arrive whole within the timeout.
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, 60000) <= 0) return;
+      deadline = std::chrono::steady_clock::now() + timeout_;
+    }
     std::string req(kRequestSize, '\0');
-    if (!ReadFull(fd, req.data(), req.size()).ok()) return;
+    Status rs = ReadFullBy(fd, req.data(), req.size(), deadline);
+    if (!rs.ok()) {
+      if (last_seq == 0 && rs.err() == ETIMEDOUT) {
+        unauthenticated_closed++;
+        TLOG_WARN("peer %s: closed, no request within %llds", who.c_str(),
+                  static_cast<long long>(kAuthDeadline.count()));
+      }
+      return;
+    }
     std::string body = req.substr(0, kRequestBody);
     Mac got;
     std::copy(req.begin() + kRequestBody, req.end(), got.begin());
@@ -112,6 +127,11 @@ void PeerServer::Serve(int fd) {
     if (!MacEqual(got, ComputeMac(secret_, nonce, body)) || !DecodeRequestBody(body, &r) || r.seq <= last_seq) {
       rejected++;
       TLOG_WARN("peer %s: request refused: bad authentication", who.c_str());
+      return;
+    }
+    if (last_seq == 0 && !connections_.Admit(fd)) {
+      TLOG_WARN("peer %s (node %u): refused, %zu authenticated connections already", who.c_str(), r.node,
+                kMaxConnections);
       return;
     }
     last_seq = r.seq;

@@ -18,7 +18,9 @@
 //   - with a FaultProxy between the nodes: a flipped byte or a cut in a
 //     response is asked for again and the reader gets the right bytes, or
 //     EIO when it keeps happening, never wrong bytes; a stalled peer gives
-//     EIO within a bound.
+//     EIO within a bound;
+//   - 64 connections that never authenticate (idle, or dripping a byte at a
+//     time) do not keep a real node out.
 //
 // Run: build/bin/tempfs_integration_tests --gtest_filter='Cluster*'
 #include <arpa/inet.h>
@@ -36,14 +38,17 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -1207,6 +1212,94 @@ TEST(PeerFaultTest, StalledPeerGivesEioWithinBound) {
   p.proxy.CutAll();
   p.proxy.Set({});
   EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "f"), 61, size)), "OK") << c.Diagnostics();
+}
+
+// ------------------------------------------- unauthenticated strangers --
+
+// `n` TCP connections to a peer port that send nothing (and read nothing).
+std::vector<std::unique_ptr<Fd>> OpenStrangers(int port, int n) {
+  std::vector<std::unique_ptr<Fd>> out;
+  for (int i = 0; i < n; ++i) {
+    auto fd = std::make_unique<Fd>(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    EXPECT_EQ(::connect(fd->get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << strerror(errno);
+    out.push_back(std::move(fd));
+  }
+  return out;
+}
+
+// True once the server ended the connection (its hello is read and dropped).
+bool ClosedByServer(int fd) {
+  char buf[256];
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) continue;
+    if (n == 0) return true;
+    if (errno == EINTR) continue;
+    return errno != EAGAIN && errno != EWOULDBLOCK;
+  }
+}
+
+size_t CountClosed(const std::vector<std::unique_ptr<Fd>>& fds) {
+  size_t closed = 0;
+  for (auto& f : fds) closed += ClosedByServer(f->get()) ? 1 : 0;
+  return closed;
+}
+
+// 64 connections that never send a byte: a real node's first read of A's
+// file (a new connection) succeeds meanwhile, and A ends every one of them
+// within the authentication deadline (3 s).
+TEST(PeerStrangersTest, IdleConnectionsDoNotLockPeersOut) {
+  TEMPFS_SKIP_IF_NO_CLUSTER();
+  ClusterFixture c(TwoNodes());
+  if (!c.Start()) return;
+  const uint64_t size = 2 * kMiB;
+  ASSERT_EQ(ErrName(WritePatternFile(c.Path(0, "f"), 71, size)), "OK");
+  auto strangers = OpenStrangers(c.peer_port(0), 64);
+  auto opened = Clock::now();
+  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "f"), 71, size)), "OK") << c.Diagnostics();
+  EXPECT_TRUE(WaitFor([&] { return CountClosed(strangers) == strangers.size(); }, milliseconds(3000 + 3000)))
+      << CountClosed(strangers) << " of 64 idle connections ended by A";
+  EXPECT_LT(Clock::now() - opened, milliseconds(3000 + 3000));
+  EXPECT_TRUE(WaitFor([&] { return c.CountInLog(0, "no request within") >= 1; }, kLogWait)) << c.Diagnostics();
+}
+
+// 64 connections that drip one byte every 500 ms (a request would take 40 s
+// to arrive): the drip does not extend the deadline, and a real node's read
+// succeeds while they drip.
+TEST(PeerStrangersTest, DrippingConnectionsDoNotLockPeersOut) {
+  TEMPFS_SKIP_IF_NO_CLUSTER();
+  ClusterFixture c(TwoNodes());
+  if (!c.Start()) return;
+  const uint64_t size = 2 * kMiB;
+  ASSERT_EQ(ErrName(WritePatternFile(c.Path(0, "f"), 72, size)), "OK");
+  auto strangers = OpenStrangers(c.peer_port(0), 64);
+  auto opened = Clock::now();
+  std::atomic<bool> stop{false};
+  std::atomic<size_t> open_at_end{0};
+  std::thread drip([&] {
+    // Bounded: at most 10 s of dripping.
+    for (int round = 0; round < 20 && !stop; ++round) {
+      size_t open = 0;
+      for (auto& f : strangers) {
+        if (!ClosedByServer(f->get()) && ::send(f->get(), "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT) == 1) open++;
+      }
+      open_at_end = open;
+      for (int i = 0; i < 10 && !stop; ++i) std::this_thread::sleep_for(milliseconds(50));
+    }
+  });
+  ScopeExit join([&] {
+    stop = true;
+    drip.join();
+  });
+  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "f"), 72, size)), "OK") << c.Diagnostics();
+  EXPECT_TRUE(WaitFor([&] { return CountClosed(strangers) == strangers.size(); }, milliseconds(3000 + 3000)))
+      << CountClosed(strangers) << " of 64 dripping connections ended by A (" << open_at_end
+      << " were still open at the last drip)";
+  EXPECT_LT(Clock::now() - opened, milliseconds(3000 + 3000));
 }
 
 }  // namespace
