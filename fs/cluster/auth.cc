@@ -12,10 +12,22 @@ namespace tempfs {
 
 namespace {
 
-// Fetched once: looking the algorithm up is the costly part of a new context.
+// Fetched once: looking an algorithm up is the costly part of a new context.
 EVP_MAC* HmacAlgorithm() {
   static EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
   return mac;
+}
+
+EVP_MAC* GmacAlgorithm() {
+  static EVP_MAC* mac = EVP_MAC_fetch(nullptr, "GMAC", nullptr);
+  return mac;
+}
+
+template <typename A>
+bool ConstantTimeEqual(const A& a, const A& b) {
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); i++) diff |= a[i] ^ b[i];
+  return diff == 0;
 }
 
 }  // namespace
@@ -45,10 +57,24 @@ Mac ComputeMac(std::string_view secret, std::string_view nonce, std::string_view
   return MacBuilder(secret).Add(nonce).Add(message).Finish();
 }
 
-bool MacEqual(const Mac& a, const Mac& b) {
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); i++) diff |= a[i] ^ b[i];
-  return diff == 0;
+bool MacEqual(const Mac& a, const Mac& b) { return ConstantTimeEqual(a, b); }
+bool TagEqual(const Tag& a, const Tag& b) { return ConstantTimeEqual(a, b); }
+
+bool ComputeGmac(std::string_view key, std::string_view iv, std::string_view data, Tag* out) {
+  if (key.size() != 32 || iv.size() != 12 || GmacAlgorithm() == nullptr) return false;
+  EVP_MAC_CTX* ctx = EVP_MAC_CTX_new(GmacAlgorithm());
+  char cipher[] = "AES-256-GCM";
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_CIPHER, cipher, 0),
+      OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_IV, const_cast<char*>(iv.data()), iv.size()),
+      OSSL_PARAM_construct_end()};
+  size_t len = 0;
+  bool ok = ctx != nullptr &&
+            EVP_MAC_init(ctx, reinterpret_cast<const unsigned char*>(key.data()), key.size(), params) == 1 &&
+            EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(data.data()), data.size()) == 1 &&
+            EVP_MAC_final(ctx, out->data(), &len, out->size()) == 1 && len == out->size();
+  EVP_MAC_CTX_free(ctx);
+  return ok;
 }
 
 Result<std::string> ReadSecretFile(const std::string& path) {

@@ -41,6 +41,7 @@ Result<std::unique_ptr<PeerClient::Conn>> PeerClient::Get(const HostPort& addr) 
     return Status::Err(EPROTO, "peer " + addr.ToString() + " speaks another protocol");
   }
   c->nonce = hello.substr(8);
+  c->frame_key = FrameKey(secret_, c->nonce);
   return c;
 }
 
@@ -86,7 +87,7 @@ Status PeerClient::Fetch(uint32_t owner, Ino ino, uint64_t version, uint64_t off
         return Status::Err(static_cast<int>(ex->status), who + " refused");
       }
       if (ex->length != r.length) return Status::Err(ESTALE, "peer holds another size");
-      const ResponseKey key{secret_, conn.nonce, ex->body};
+      const ResponseKey key{secret_, conn.nonce, conn.frame_key, ex->body};
       const uint64_t before = done;
       st = ReceiveFrames(conn, key, r.offset, r.length, sink, &done, &local_failure);
       std::lock_guard lock(mu_);
@@ -113,16 +114,17 @@ Status PeerClient::Fetch(uint32_t owner, Ino ino, uint64_t version, uint64_t off
 
 Status PeerClient::ReceiveFrames(Conn& conn, const ResponseKey& key, uint64_t offset, uint64_t length,
                                  const Sink& sink, uint64_t* done, bool* local_failure) {
-  std::vector<char> buf(kFrameSize + kMacSize);
+  std::vector<char> buf(kFrameSize + kTagSize);
   for (uint64_t got = 0; got < length;) {
     size_t n = static_cast<size_t>(std::min<uint64_t>(kFrameSize, length - got));
-    TEMPFS_RETURN_IF_ERROR(ReadFull(conn.fd, buf.data(), n + kMacSize));
-    Mac mac;
-    std::copy(buf.begin() + n, buf.begin() + n + kMacSize, mac.begin());
-    // Checked before anyone sees them: a reader gets these bytes or an error.
-    if (!MacEqual(mac, FrameMac(key, offset + got, std::string_view(buf.data(), n)))) {
-      return Status::Err(EBADMSG, "frame failed its MAC (changed on the way)");
+    TEMPFS_RETURN_IF_ERROR(ReadFull(conn.fd, buf.data(), n + kTagSize));
+    Tag tag, want;
+    std::copy(buf.begin() + n, buf.begin() + n + kTagSize, tag.begin());
+    if (!FrameTag(key, offset + got, std::string_view(buf.data(), n), &want)) {
+      return Status::Err(EIO, "cannot compute a frame tag");
     }
+    // Checked before anyone sees them: a reader gets these bytes or an error.
+    if (!TagEqual(tag, want)) return Status::Err(EBADMSG, "frame failed its MAC (changed on the way)");
     Status s = sink(buf.data(), n);
     if (!s.ok()) {
       *local_failure = true;
@@ -146,7 +148,7 @@ Result<PeerClient::Exchange> PeerClient::Send(Conn& conn, PeerRequest r) {
   char head[kResponseSize];
   if (st.ok()) st = ReadFull(conn.fd, head, sizeof head);
   if (!st.ok()) return st;
-  const ResponseKey key{secret_, conn.nonce, ex.body};
+  const ResponseKey key{secret_, conn.nonce, conn.frame_key, ex.body};
   if (!DecodeResponse(key, std::string_view(head, sizeof head), &ex.status, &ex.length)) {
     return Status::Err(EBADMSG, "response failed its MAC (changed on the way)");
   }

@@ -1,7 +1,7 @@
 // PeerClient: fetches content from the node that owns it (the
 // PeerTransport of cluster mode). Connections are kept per peer and reused,
 // so a small file costs one round trip. Every frame of a response is checked
-// against its MAC before its bytes go to the sink; a frame that fails, or a
+// against its tag before its bytes go to the sink; a frame that fails, or a
 // connection cut mid-range, makes it ask again for the rest of the range on a
 // new connection, kMaxDamaged times at most, then EIO. Wrong bytes never
 // reach the sink.
@@ -41,6 +41,7 @@ class PeerClient final : public PeerTransport {
   struct Conn {
     int fd = -1;
     std::string nonce;
+    std::string frame_key;  // FrameKey(secret, nonce)
     uint64_t seq = 0;
     ~Conn();
   };

@@ -19,11 +19,11 @@
 namespace tempfs {
 namespace {
 
-// Sends `len` bytes of `data_fd` from `off` in MAC'd frames (protocol.h).
-// Read into memory rather than sendfile(2)'d: the MAC needs the bytes.
+// Sends `len` bytes of `data_fd` from `off` in tagged frames (protocol.h).
+// Read into memory rather than sendfile(2)'d: the tag needs the bytes.
 Status SendFrames(int fd, const ResponseKey& key, int data_fd, uint64_t off, uint64_t len, std::vector<char>* buf,
                   const std::function<void(size_t)>& sent) {
-  buf->resize(kFrameSize + kMacSize);
+  buf->resize(kFrameSize + kTagSize);
   while (len > 0) {
     size_t n = static_cast<size_t>(std::min<uint64_t>(kFrameSize, len));
     size_t got = 0;
@@ -34,9 +34,10 @@ Status SendFrames(int fd, const ResponseKey& key, int data_fd, uint64_t off, uin
       if (r == 0) return Status::Err(EIO, "data file shorter than its size");
       got += r;
     }
-    Mac mac = FrameMac(key, off, std::string_view(buf->data(), n));
-    std::copy(mac.begin(), mac.end(), buf->begin() + n);
-    TEMPFS_RETURN_IF_ERROR(WriteFull(fd, buf->data(), n + kMacSize));
+    Tag tag;
+    if (!FrameTag(key, off, std::string_view(buf->data(), n), &tag)) return Status::Err(EIO, "cannot compute a frame tag");
+    std::copy(tag.begin(), tag.end(), buf->begin() + n);
+    TEMPFS_RETURN_IF_ERROR(WriteFull(fd, buf->data(), n + kTagSize));
     sent(n);
     off += n;
     len -= n;
@@ -94,6 +95,7 @@ void PeerServer::Serve(int fd) {
   ConfigurePeerSocket(fd, timeout_);
   std::string who = PeerName(fd);
   std::string nonce = RandomBytes(kNonceSize);
+  const std::string frame_key = FrameKey(secret_, nonce);
   Encoder hello;
   hello.U32(kHelloMagic);
   hello.U32(kProtocolVersion);
@@ -135,7 +137,7 @@ void PeerServer::Serve(int fd) {
       return;
     }
     last_seq = r.seq;
-    const ResponseKey key{secret_, nonce, body};
+    const ResponseKey key{secret_, nonce, frame_key, body};
     auto respond = [&](uint32_t status, uint64_t length) {
       std::string head = EncodeResponse(key, status, length);
       return WriteFull(fd, head.data(), head.size());

@@ -6,7 +6,7 @@ namespace tempfs {
 namespace {
 
 constexpr std::string_view kHeadLabel = "TFSH";
-constexpr std::string_view kFrameLabel = "TFSD";
+constexpr std::string_view kFrameKeyLabel = "TFSK";
 
 Mac HeadMac(const ResponseKey& k, std::string_view head) {
   return MacBuilder(k.secret).Add(k.nonce).Add(kHeadLabel).Add(k.request_body).Add(head).Finish();
@@ -64,11 +64,18 @@ bool DecodeResponse(const ResponseKey& k, std::string_view head, uint32_t* statu
   return !d.failed();
 }
 
-Mac FrameMac(const ResponseKey& k, uint64_t offset, std::string_view bytes) {
-  Encoder e;
-  e.U64(offset);
-  e.U64(bytes.size());
-  return MacBuilder(k.secret).Add(k.nonce).Add(kFrameLabel).Add(k.request_body).Add(e.buffer()).Add(bytes).Finish();
+std::string FrameKey(std::string_view secret, std::string_view nonce) {
+  Mac key = MacBuilder(secret).Add(nonce).Add(kFrameKeyLabel).Finish();
+  return std::string(AsView(key));
+}
+
+bool FrameTag(const ResponseKey& k, uint64_t offset, std::string_view bytes, Tag* out) {
+  PeerRequest r;
+  if (!DecodeRequestBody(std::string(k.request_body), &r)) return false;
+  Encoder iv;
+  iv.U64(r.seq);
+  iv.U32(static_cast<uint32_t>(offset / kFrameSize));
+  return ComputeGmac(k.frame_key, iv.buffer(), bytes, out);
 }
 
 }  // namespace tempfs

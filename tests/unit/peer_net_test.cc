@@ -1,19 +1,18 @@
 // Socket helpers of the peer server, on real socket pairs: a deadline that a
 // dripping sender cannot extend, and a ConnectionSet whose unauthenticated
 // connections never take the room of admitted ones.
-#include "cluster/net.h"
-
+#include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <functional>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
 
-#include <gtest/gtest.h>
+#include "cluster/net.h"
 
 namespace tempfs {
 namespace {

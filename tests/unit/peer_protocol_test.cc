@@ -1,13 +1,12 @@
 // The peer protocol's response MACs (protocol.h): a head or a frame checks
-// out only with the same secret, connection nonce, request (its seq too),
-// offset and bytes; any changed byte fails.
-#include "cluster/protocol.h"
+// out only with the same secret, connection, request (its seq too), place
+// and bytes; any changed byte fails.
+#include <gtest/gtest.h>
 
 #include <string>
 
-#include <gtest/gtest.h>
-
 #include "cluster/auth.h"
+#include "cluster/protocol.h"
 
 namespace tempfs {
 namespace {
@@ -34,7 +33,8 @@ TEST(PeerProtocolTest, MacBuilderIsHmacSha256) {
 
 TEST(PeerProtocolTest, ResponseHeadChecksOutOnlyUnchanged) {
   const std::string secret(32, 's'), nonce(kNonceSize, 'n'), body = Body(5);
-  const ResponseKey key{secret, nonce, body};
+  const std::string frame_key = FrameKey(secret, nonce);
+  const ResponseKey key{secret, nonce, frame_key, body};
   const std::string head = EncodeResponse(key, 0, 123456);
   ASSERT_EQ(head.size(), kResponseSize);
   uint32_t status = 1;
@@ -48,27 +48,59 @@ TEST(PeerProtocolTest, ResponseHeadChecksOutOnlyUnchanged) {
     EXPECT_FALSE(DecodeResponse(key, bad, &status, &length)) << "byte " << i << " changed";
   }
   const std::string other_body = Body(6), other_nonce(kNonceSize, 'm'), other_secret(32, 't');
-  EXPECT_FALSE(DecodeResponse({secret, nonce, other_body}, head, &status, &length)) << "answer to another request";
-  EXPECT_FALSE(DecodeResponse({secret, other_nonce, body}, head, &status, &length)) << "another connection";
-  EXPECT_FALSE(DecodeResponse({other_secret, nonce, body}, head, &status, &length)) << "another cluster";
+  EXPECT_FALSE(DecodeResponse({secret, nonce, frame_key, other_body}, head, &status, &length))
+      << "answer to another request";
+  EXPECT_FALSE(DecodeResponse({secret, other_nonce, frame_key, body}, head, &status, &length)) << "another connection";
+  EXPECT_FALSE(DecodeResponse({other_secret, nonce, frame_key, body}, head, &status, &length)) << "another cluster";
   EXPECT_FALSE(DecodeResponse(key, head.substr(0, kResponseSize - 1), &status, &length)) << "short";
 }
 
-TEST(PeerProtocolTest, FrameMacCoversRequestOffsetAndBytes) {
+// A frame's tag under `key` (fails the test if it cannot be computed).
+Tag TagOf(const ResponseKey& key, uint64_t offset, std::string_view bytes) {
+  Tag t{};
+  EXPECT_TRUE(FrameTag(key, offset, bytes, &t));
+  return t;
+}
+
+TEST(PeerProtocolTest, FrameTagCoversConnectionRequestPlaceAndBytes) {
   const std::string secret(32, 's'), nonce(kNonceSize, 'n'), body = Body(5), other_body = Body(6);
-  const ResponseKey key{secret, nonce, body};
+  const std::string frame_key = FrameKey(secret, nonce), other_key = FrameKey(secret, std::string(kNonceSize, 'm'));
+  ASSERT_EQ(frame_key.size(), 32u);
+  ASSERT_NE(frame_key, other_key);
+  const ResponseKey key{secret, nonce, frame_key, body};
   std::string data(kFrameSize, 'd');
-  const Mac mac = FrameMac(key, 4 << 20, data);
-  EXPECT_TRUE(MacEqual(mac, FrameMac(key, 4 << 20, data)));
-  EXPECT_FALSE(MacEqual(mac, FrameMac(key, (4 << 20) + kFrameSize, data))) << "a frame moved to another offset";
-  EXPECT_FALSE(MacEqual(mac, FrameMac({secret, nonce, other_body}, 4 << 20, data))) << "a frame of another request";
-  EXPECT_FALSE(MacEqual(mac, FrameMac(key, 4 << 20, std::string_view(data).substr(0, kFrameSize - 1))))
+  const Tag tag = TagOf(key, 4 << 20, data);
+  EXPECT_TRUE(TagEqual(tag, TagOf(key, 4 << 20, data)));
+  EXPECT_FALSE(TagEqual(tag, TagOf(key, (4 << 20) + kFrameSize, data))) << "a frame moved to another place";
+  EXPECT_FALSE(TagEqual(tag, TagOf({secret, nonce, frame_key, other_body}, 4 << 20, data)))
+      << "a frame of another request (seq)";
+  EXPECT_FALSE(TagEqual(tag, TagOf({secret, nonce, other_key, body}, 4 << 20, data))) << "another connection";
+  EXPECT_FALSE(TagEqual(tag, TagOf(key, 4 << 20, std::string_view(data).substr(0, kFrameSize - 1))))
       << "a frame cut short";
   for (size_t i : {size_t{0}, kFrameSize / 2, kFrameSize - 1}) {
     std::string bad = data;
     bad[i] ^= 1;
-    EXPECT_FALSE(MacEqual(mac, FrameMac(key, 4 << 20, bad))) << "byte " << i << " flipped";
+    EXPECT_FALSE(TagEqual(tag, TagOf(key, 4 << 20, bad))) << "byte " << i << " flipped";
   }
+}
+
+// NIST GCM test vector (AES-256, 96-bit IV, no plaintext, AAD only): the
+// tag is GMAC's.
+TEST(PeerProtocolTest, GmacIsAes256Gmac) {
+  auto bytes = [](const char* hex) {
+    std::string s;
+    for (size_t i = 0; hex[i] != 0 && hex[i + 1] != 0; i += 2)
+      s.push_back(static_cast<char>(std::stoi(std::string(hex + i, 2), nullptr, 16)));
+    return s;
+  };
+  const std::string key = bytes("78dc4e0aaf52d935c3c01eea57428f00ca1fd475f5da86a49c8dd73d68c8e223");
+  const std::string iv = bytes("d79cf22d504cc793c3fb6c8a");
+  const std::string aad = bytes("b96baa8c1c75a671bfb2d08d06be5f36");
+  const std::string want = bytes("3e5d486aa2e30b22e040b85723a06e76");
+  Tag tag{};
+  ASSERT_TRUE(ComputeGmac(key, iv, aad, &tag));
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(tag.data()), tag.size()), want);
+  EXPECT_FALSE(ComputeGmac(key.substr(1), iv, aad, &tag)) << "a short key";
 }
 
 }  // namespace
