@@ -32,6 +32,8 @@ class PeerServer {
   std::atomic<uint64_t> rejected{0};
   // Connections closed for not sending a whole first request in time.
   std::atomic<uint64_t> unauthenticated_closed{0};
+  // Connections not yet authenticated that newer ones pushed out.
+  uint64_t unauthenticated_pushed_out() const { return connections_.evicted(); }
   // Bytes served to each node since the start.
   std::map<uint32_t, uint64_t> BytesServed();
 
