@@ -67,42 +67,45 @@ Status PeerClient::Fetch(uint32_t owner, Ino ino, uint64_t version, uint64_t off
   int damaged = 0;    // responses that failed their MAC or were cut
   for (;;) {
     auto c = Get(*addr);
-    if (!c.ok()) return c.status();
-    Conn& conn = **c;
-    // A pooled connection may have been closed by the peer meanwhile: a
-    // request on one that fails at once, before any answer, is simply tried
-    // again (the pool is finite). A silent peer is not asked again.
-    const bool pooled = conn.seq > 0;
-    PeerRequest r;
-    r.ino = ino;
-    r.version = version;
-    r.offset = offset + done;
-    r.length = length - done;
-    auto ex = Send(conn, r);
-    Status st = ex.status();
+    Status st = c.status();
     bool local_failure = false;
-    if (ex.ok()) {
-      if (ex->status != 0) {
-        Put(*addr, std::move(*c));
-        return Status::Err(static_cast<int>(ex->status), who + " refused");
+    if (c.ok()) {
+      Conn& conn = **c;
+      // A pooled connection may have been closed by the peer meanwhile: a
+      // request on one that fails at once, before any answer, is simply
+      // tried again (the pool is finite). A silent peer is not asked again.
+      const bool pooled = conn.seq > 0;
+      PeerRequest r;
+      r.ino = ino;
+      r.version = version;
+      r.offset = offset + done;
+      r.length = length - done;
+      auto ex = Send(conn, r);
+      st = ex.status();
+      if (ex.ok()) {
+        if (ex->status != 0) {
+          Put(*addr, std::move(*c));
+          return Status::Err(static_cast<int>(ex->status), who + " refused");
+        }
+        if (ex->length != r.length) return Status::Err(ESTALE, "peer holds another size");
+        const ResponseKey key{secret_, conn.nonce, conn.frame_key, ex->body};
+        const uint64_t before = done;
+        st = ReceiveFrames(conn, key, r.offset, r.length, sink, &done, &local_failure);
+        std::lock_guard lock(mu_);
+        fetched_[owner] += done - before;
+      } else if (pooled && st.err() != EBADMSG && st.err() != ETIMEDOUT) {
+        continue;
       }
-      if (ex->length != r.length) return Status::Err(ESTALE, "peer holds another size");
-      const ResponseKey key{secret_, conn.nonce, conn.frame_key, ex->body};
-      const uint64_t before = done;
-      st = ReceiveFrames(conn, key, r.offset, r.length, sink, &done, &local_failure);
-      std::lock_guard lock(mu_);
-      fetched_[owner] += done - before;
-    } else if (pooled && st.err() != EBADMSG && st.err() != ETIMEDOUT) {
-      continue;
+      if (st.ok()) {
+        Put(*addr, std::move(*c));
+        return st;
+      }
     }
-    if (st.ok()) {
-      Put(*addr, std::move(*c));
-      return st;
-    }
-    // Bad bytes or a cut connection: the rest of the range is asked for
-    // again on a new connection, a bounded number of times. A silent peer
-    // is not asked again (that would multiply the wait).
-    bool retry = !local_failure && (st.err() == EBADMSG || st.err() == ECONNRESET || st.err() == EPIPE);
+    // Bad bytes, a changed hello or a cut connection: the rest of the range
+    // is asked for again on a new connection, a bounded number of times. A
+    // silent or absent peer is not asked again (that would only add waits).
+    const int e = st.err();
+    bool retry = !local_failure && (e == EBADMSG || e == EPROTO || e == ECONNRESET || e == EPIPE);
     if (!retry) return st;
     damaged++;
     TLOG_WARN("%s: inode %llu version %llu at %llu: %s (%d of %d tries)", who.c_str(),

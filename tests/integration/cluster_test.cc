@@ -1178,8 +1178,9 @@ TEST(PeerFaultTest, FlippedByteIsFetchedAgainNeverReturned) {
   EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "third"), 43, small)), "OK") << c.Diagnostics();
 }
 
-// A connection cut in the middle of a response: the rest is asked for again
-// on a new connection and the reader gets every byte; cut every time: EIO.
+// A connection cut in the middle of a response (or in its hello): the rest
+// is asked for again on a new connection and the reader gets every byte;
+// cut every time: EIO.
 TEST(PeerFaultTest, CutConnectionIsFetchedAgain) {
   TEMPFS_SKIP_IF_NO_CLUSTER();
   ProxiedCluster p(TwoNodes());
@@ -1192,6 +1193,19 @@ TEST(PeerFaultTest, CutConnectionIsFetchedAgain) {
   p.proxy.Set({FaultProxy::Fault::kCut, kFirstData + kFrame + 777, 1});  // both ranges reach it
   EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "f"), 51, size)), "OK") << c.Diagnostics();
   EXPECT_EQ(p.proxy.applied(), 1) << "the connection was not cut: the test proves nothing";
+
+  // Cut in the hello, and a changed protocol version in it: asked again.
+  const uint64_t small = 100 * kKiB;
+  ASSERT_EQ(ErrName(WritePatternFile(c.Path(0, "h1"), 53, small)), "OK");
+  ASSERT_EQ(ErrName(WritePatternFile(c.Path(0, "h2"), 54, small)), "OK");
+  p.proxy.CutAll();
+  p.proxy.Set({FaultProxy::Fault::kCut, 10, 1});
+  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "h1"), 53, small)), "OK") << c.Diagnostics();
+  EXPECT_EQ(p.proxy.applied(), 2);
+  p.proxy.CutAll();
+  p.proxy.Set({FaultProxy::Fault::kFlip, 5, 1});
+  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "h2"), 54, small)), "OK") << c.Diagnostics();
+  EXPECT_EQ(p.proxy.applied(), 3);
 
   p.proxy.CutAll();
   p.proxy.Set({FaultProxy::Fault::kCut, kFirstData + kFrame + 5, -1});
