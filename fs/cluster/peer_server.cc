@@ -35,7 +35,9 @@ Status SendFrames(int fd, const ResponseKey& key, int data_fd, uint64_t off, uin
       got += r;
     }
     Tag tag;
-    if (!FrameTag(key, off, std::string_view(buf->data(), n), &tag)) return Status::Err(EIO, "cannot compute a frame tag");
+    if (!FrameTag(key, off, std::string_view(buf->data(), n), &tag)) {
+      return Status::Err(EIO, "cannot compute a frame tag");
+    }
     std::copy(tag.begin(), tag.end(), buf->begin() + n);
     TEMPFS_RETURN_IF_ERROR(WriteFull(fd, buf->data(), n + kTagSize));
     sent(n);
