@@ -194,8 +194,9 @@ bool ConnectionSet::Spawn(int fd, std::function<void(int)> serve) {
       if (fds_.size() >= max_) return false;
       admitted_.insert(fd);
     } else {
-      // Pushed-out threads end at once; the bound only stops a pile-up.
-      if (fds_.size() >= max_ + 2 * max_pending_) return false;
+      // Pushed-out threads end at once; room for 4 times as many as can be
+      // pending only stops a pile-up of them under a flood.
+      if (fds_.size() >= max_ + 5 * max_pending_) return false;
       if (pending_.size() >= max_pending_) {
         shutdown(pending_.front(), SHUT_RDWR);  // its thread sees the end and closes it
         pending_.pop_front();
