@@ -2,29 +2,79 @@
 
 #include <fcntl.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 namespace tempfs {
 
-Mac ComputeMac(std::string_view secret, std::string_view nonce, std::string_view message) {
-  std::string data;
-  data.reserve(nonce.size() + message.size());
-  data.append(nonce);
-  data.append(message);
-  Mac out{};
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-       reinterpret_cast<const unsigned char*>(data.data()), data.size(), out.data(), &len);
-  return out;
+namespace {
+
+// Fetched once: looking an algorithm up is the costly part of a new context.
+EVP_MAC* HmacAlgorithm() {
+  static EVP_MAC* mac = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+  return mac;
 }
 
-bool MacEqual(const Mac& a, const Mac& b) {
+EVP_MAC* GmacAlgorithm() {
+  static EVP_MAC* mac = EVP_MAC_fetch(nullptr, "GMAC", nullptr);
+  return mac;
+}
+
+template <typename A>
+bool ConstantTimeEqual(const A& a, const A& b) {
   unsigned char diff = 0;
   for (size_t i = 0; i < a.size(); i++) diff |= a[i] ^ b[i];
   return diff == 0;
+}
+
+}  // namespace
+
+MacBuilder::MacBuilder(std::string_view secret) : ctx_(EVP_MAC_CTX_new(HmacAlgorithm())) {
+  char digest[] = "SHA256";
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                         OSSL_PARAM_construct_end()};
+  EVP_MAC_init(ctx_, reinterpret_cast<const unsigned char*>(secret.data()), secret.size(), params);
+}
+
+MacBuilder::~MacBuilder() { EVP_MAC_CTX_free(ctx_); }
+
+MacBuilder& MacBuilder::Add(std::string_view bytes) {
+  EVP_MAC_update(ctx_, reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
+  return *this;
+}
+
+Mac MacBuilder::Finish() {
+  Mac out{};
+  size_t len = 0;
+  EVP_MAC_final(ctx_, out.data(), &len, out.size());
+  return out;
+}
+
+Mac ComputeMac(std::string_view secret, std::string_view nonce, std::string_view message) {
+  return MacBuilder(secret).Add(nonce).Add(message).Finish();
+}
+
+bool MacEqual(const Mac& a, const Mac& b) { return ConstantTimeEqual(a, b); }
+bool TagEqual(const Tag& a, const Tag& b) { return ConstantTimeEqual(a, b); }
+
+bool ComputeGmac(std::string_view key, std::string_view iv, std::string_view data, Tag* out) {
+  if (key.size() != 32 || iv.size() != 12 || GmacAlgorithm() == nullptr) return false;
+  EVP_MAC_CTX* ctx = EVP_MAC_CTX_new(GmacAlgorithm());
+  char cipher[] = "AES-256-GCM";
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_CIPHER, cipher, 0),
+      OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_IV, const_cast<char*>(iv.data()), iv.size()),
+      OSSL_PARAM_construct_end()};
+  size_t len = 0;
+  bool ok = ctx != nullptr &&
+            EVP_MAC_init(ctx, reinterpret_cast<const unsigned char*>(key.data()), key.size(), params) == 1 &&
+            EVP_MAC_update(ctx, reinterpret_cast<const unsigned char*>(data.data()), data.size()) == 1 &&
+            EVP_MAC_final(ctx, out->data(), &len, out->size()) == 1 && len == out->size();
+  EVP_MAC_CTX_free(ctx);
+  return ok;
 }
 
 Result<std::string> ReadSecretFile(const std::string& path) {

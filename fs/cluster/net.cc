@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <thread>
 
@@ -106,11 +107,35 @@ Result<int> Connect(const HostPort& addr, std::chrono::milliseconds timeout) {
 Status ReadFull(int fd, void* buf, size_t n) {
   auto* p = static_cast<char*>(buf);
   while (n > 0) {
-    ssize_t r = recv(fd, p, n, 0);
+    // Whole messages at once: fewer wakeups for large frames.
+    ssize_t r = recv(fd, p, n, MSG_WAITALL);
     if (r == 0) return Status::Err(ECONNRESET, "peer closed the connection");
     if (r < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return Status::Err(ETIMEDOUT, "peer stopped answering");
+      return Status::FromErrno("recv");
+    }
+    p += r;
+    n -= r;
+  }
+  return Status::Ok();
+}
+
+Status ReadFullBy(int fd, void* buf, size_t n, std::chrono::steady_clock::time_point deadline) {
+  auto* p = static_cast<char*>(buf);
+  while (n > 0) {
+    auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero()) {
+      return Status::Err(ETIMEDOUT, "peer did not send a whole request in time");
+    }
+    pollfd pfd{fd, POLLIN, 0};
+    int rc = poll(&pfd, 1, static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count()));
+    if (rc < 0 && errno != EINTR) return Status::FromErrno("poll");
+    if (rc <= 0) continue;  // the deadline is checked above
+    ssize_t r = recv(fd, p, n, MSG_DONTWAIT);
+    if (r == 0) return Status::Err(ECONNRESET, "peer closed the connection");
+    if (r < 0) {
+      if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
       return Status::FromErrno("recv");
     }
     p += r;
@@ -164,17 +189,53 @@ int AcceptUntilStopped(int listen_fd, int stop_fd) {
 bool ConnectionSet::Spawn(int fd, std::function<void(int)> serve) {
   {
     std::lock_guard lock(mu_);
-    if (closing_ || fds_.size() >= max_) return false;
+    if (closing_) return false;
+    if (max_pending_ == 0) {
+      if (fds_.size() >= max_) return false;
+      admitted_.insert(fd);
+    } else {
+      // Pushed-out threads end at once; room for 4 times as many as can be
+      // pending only stops a pile-up of them under a flood.
+      if (fds_.size() >= max_ + 5 * max_pending_) return false;
+      if (pending_.size() >= max_pending_) {
+        shutdown(pending_.front(), SHUT_RDWR);  // its thread sees the end and closes it
+        pending_.pop_front();
+        evicted_++;
+      }
+      pending_.push_back(fd);
+    }
     fds_.insert(fd);
   }
   std::thread([this, fd, serve = std::move(serve)] {
     serve(fd);
     std::lock_guard lock(mu_);
-    fds_.erase(fd);
-    close(fd);
+    Forget(fd);
+    close(fd);  // under mu_: a descriptor number is never shut down after reuse
     idle_.notify_all();
   }).detach();
   return true;
+}
+
+bool ConnectionSet::Admit(int fd) {
+  std::lock_guard lock(mu_);
+  if (admitted_.count(fd) != 0) return true;
+  auto it = std::find(pending_.begin(), pending_.end(), fd);
+  if (it == pending_.end() || admitted_.size() >= max_) return false;
+  pending_.erase(it);
+  admitted_.insert(fd);
+  return true;
+}
+
+void ConnectionSet::Forget(int fd) {
+  fds_.erase(fd);
+  admitted_.erase(fd);
+  auto it = std::find(pending_.begin(), pending_.end(), fd);
+  if (it != pending_.end()) pending_.erase(it);
+}
+
+uint64_t ConnectionSet::evicted() const {
+  std::lock_guard lock(mu_);
+  return evicted_;
 }
 
 void ConnectionSet::CloseAll() {

@@ -5,6 +5,7 @@
 
 #include "cluster/auth.h"
 #include "cluster/protocol.h"
+#include "common/log.h"
 #include "meta/codec.h"
 
 namespace tempfs {
@@ -40,6 +41,7 @@ Result<std::unique_ptr<PeerClient::Conn>> PeerClient::Get(const HostPort& addr) 
     return Status::Err(EPROTO, "peer " + addr.ToString() + " speaks another protocol");
   }
   c->nonce = hello.substr(8);
+  c->frame_key = FrameKey(secret_, c->nonce);
   return c;
 }
 
@@ -60,65 +62,100 @@ Status PeerClient::Fetch(uint32_t owner, Ino ino, uint64_t version, uint64_t off
       if (h != nullptr) h->Observe(std::chrono::steady_clock::now() - t0);
     }
   } timer{fetch_latency_};
-  // A pooled connection may have been closed by the peer meanwhile: a request
-  // that fails before any byte arrived is tried once more on a new one.
-  for (int attempt = 0;; attempt++) {
+  const std::string who = "node " + registry_.Name(owner);
+  uint64_t done = 0;  // checked and handed to `sink`
+  int damaged = 0;    // responses that failed their MAC or were cut
+  for (;;) {
     auto c = Get(*addr);
-    if (!c.ok()) return c.status();
-    Conn& conn = **c;
-    PeerRequest r;
-    r.ino = ino;
-    r.version = version;
-    r.offset = offset;
-    r.length = length;
-    auto head = Send(conn, r);
-    if (!head.ok()) {
-      if (attempt == 0) continue;
-      return head.status();
-    }
-    auto [status, len] = *head;
-    if (status != 0) {
-      Put(*addr, std::move(*c));
-      return Status::Err(static_cast<int>(status), "node " + registry_.Name(owner) + " refused");
-    }
-    if (len != length) return Status::Err(ESTALE, "peer holds another size");
-    std::vector<char> buf(1 << 20);
-    uint64_t got = 0;
-    while (got < len) {
-      size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), len - got));
-      // Whole chunks: fewer wakeups for the writer and the waiting readers.
-      ssize_t n = recv(conn.fd, buf.data(), want, MSG_WAITALL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n == 0) return Status::Err(ECONNRESET, "node " + registry_.Name(owner) + " closed the connection");
-      if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return Status::Err(ETIMEDOUT, "node " + registry_.Name(owner) + " stopped sending");
-        return Status::FromErrno("recv");
+    Status st = c.status();
+    bool local_failure = false;
+    if (c.ok()) {
+      Conn& conn = **c;
+      // A pooled connection may have been closed by the peer meanwhile: a
+      // request on one that fails at once, before any answer, is simply
+      // tried again (the pool is finite). A silent peer is not asked again.
+      const bool pooled = conn.seq > 0;
+      PeerRequest r;
+      r.ino = ino;
+      r.version = version;
+      r.offset = offset + done;
+      r.length = length - done;
+      auto ex = Send(conn, r);
+      st = ex.status();
+      if (ex.ok()) {
+        if (ex->status != 0) {
+          Put(*addr, std::move(*c));
+          return Status::Err(static_cast<int>(ex->status), who + " refused");
+        }
+        if (ex->length != r.length) return Status::Err(ESTALE, "peer holds another size");
+        const ResponseKey key{secret_, conn.nonce, conn.frame_key, ex->body};
+        const uint64_t before = done;
+        st = ReceiveFrames(conn, key, r.offset, r.length, sink, &done, &local_failure);
+        std::lock_guard lock(mu_);
+        fetched_[owner] += done - before;
+      } else if (pooled && st.err() != EBADMSG && st.err() != ETIMEDOUT) {
+        continue;
       }
-      Status s = sink(buf.data(), static_cast<size_t>(n));
-      if (!s.ok()) return s;
-      got += n;
-      std::lock_guard lock(mu_);
-      fetched_[owner] += n;
+      if (st.ok()) {
+        Put(*addr, std::move(*c));
+        return st;
+      }
     }
-    Put(*addr, std::move(*c));
-    return Status::Ok();
+    // Bad bytes, a changed hello or a cut connection: the rest of the range
+    // is asked for again on a new connection, a bounded number of times. A
+    // silent or absent peer is not asked again (that would only add waits).
+    const int e = st.err();
+    bool retry = !local_failure && (e == EBADMSG || e == EPROTO || e == ECONNRESET || e == EPIPE);
+    if (!retry) return st;
+    damaged++;
+    TLOG_WARN("%s: inode %llu version %llu at %llu: %s (%d of %d tries)", who.c_str(),
+              static_cast<unsigned long long>(ino), static_cast<unsigned long long>(version),
+              static_cast<unsigned long long>(offset + done), st.ToString().c_str(), damaged, kMaxDamaged);
+    if (damaged >= kMaxDamaged) return Status::Err(EIO, who + ": " + st.ToString());
   }
 }
 
-Result<std::pair<uint32_t, uint64_t>> PeerClient::Send(Conn& conn, PeerRequest r) {
+Status PeerClient::ReceiveFrames(Conn& conn, const ResponseKey& key, uint64_t offset, uint64_t length,
+                                 const Sink& sink, uint64_t* done, bool* local_failure) {
+  std::vector<char> buf(kFrameSize + kTagSize);
+  for (uint64_t got = 0; got < length;) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(kFrameSize, length - got));
+    TEMPFS_RETURN_IF_ERROR(ReadFull(conn.fd, buf.data(), n + kTagSize));
+    Tag tag, want;
+    std::copy(buf.begin() + n, buf.begin() + n + kTagSize, tag.begin());
+    if (!FrameTag(key, offset + got, std::string_view(buf.data(), n), &want)) {
+      return Status::Err(EIO, "cannot compute a frame tag");
+    }
+    // Checked before anyone sees them: a reader gets these bytes or an error.
+    if (!TagEqual(tag, want)) return Status::Err(EBADMSG, "frame failed its MAC (changed on the way)");
+    Status s = sink(buf.data(), n);
+    if (!s.ok()) {
+      *local_failure = true;
+      return s;
+    }
+    got += n;
+    *done += n;
+  }
+  return Status::Ok();
+}
+
+Result<PeerClient::Exchange> PeerClient::Send(Conn& conn, PeerRequest r) {
   r.node = registry_.self();
   r.seq = ++conn.seq;
-  std::string body = EncodeRequestBody(r);
-  Mac mac = ComputeMac(secret_, conn.nonce, body);
-  body.append(reinterpret_cast<const char*>(mac.data()), mac.size());
-  Status st = WriteFull(conn.fd, body.data(), body.size());
+  Exchange ex;
+  ex.body = EncodeRequestBody(r);
+  Mac mac = ComputeMac(secret_, conn.nonce, ex.body);
+  std::string req = ex.body;
+  req.append(reinterpret_cast<const char*>(mac.data()), mac.size());
+  Status st = WriteFull(conn.fd, req.data(), req.size());
   char head[kResponseSize];
   if (st.ok()) st = ReadFull(conn.fd, head, sizeof head);
   if (!st.ok()) return st;
-  Decoder d(std::string_view(head, sizeof head));
-  uint32_t status = d.U32();
-  d.U32();
-  return std::make_pair(status, d.U64());
+  const ResponseKey key{secret_, conn.nonce, conn.frame_key, ex.body};
+  if (!DecodeResponse(key, std::string_view(head, sizeof head), &ex.status, &ex.length)) {
+    return Status::Err(EBADMSG, "response failed its MAC (changed on the way)");
+  }
+  return ex;
 }
 
 Status PeerClient::Adopt(uint32_t node, Ino ino, uint64_t version) {
@@ -131,14 +168,14 @@ Status PeerClient::Adopt(uint32_t node, Ino ino, uint64_t version) {
     r.op = PeerRequest::Op::kAdopt;
     r.ino = ino;
     r.version = version;
-    auto head = Send(**c, r);
-    if (!head.ok()) {
+    auto ex = Send(**c, r);
+    if (!ex.ok()) {
       if (attempt == 0) continue;  // a pooled connection the peer closed
-      return head.status();
+      return ex.status();
     }
     Put(*addr, std::move(*c));
-    if (head->first != 0) {
-      return Status::Err(static_cast<int>(head->first), "node " + registry_.Name(node) + " refused to take it over");
+    if (ex->status != 0) {
+      return Status::Err(static_cast<int>(ex->status), "node " + registry_.Name(node) + " refused to take it over");
     }
     return Status::Ok();
   }

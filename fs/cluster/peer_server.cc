@@ -4,9 +4,12 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <functional>
+#include <vector>
 
 #include "cluster/auth.h"
 #include "cluster/protocol.h"
@@ -16,12 +19,32 @@
 namespace tempfs {
 namespace {
 
-Status SendResponse(int fd, uint32_t status, uint64_t length) {
-  Encoder e;
-  e.U32(status);
-  e.U32(0);
-  e.U64(length);
-  return WriteFull(fd, e.buffer().data(), e.size());
+// Sends `len` bytes of `data_fd` from `off` in tagged frames (protocol.h).
+// Read into memory rather than sendfile(2)'d: the tag needs the bytes.
+Status SendFrames(int fd, const ResponseKey& key, int data_fd, uint64_t off, uint64_t len, std::vector<char>* buf,
+                  const std::function<void(size_t)>& sent) {
+  buf->resize(kFrameSize + kTagSize);
+  while (len > 0) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(kFrameSize, len));
+    size_t got = 0;
+    while (got < n) {
+      ssize_t r = pread(data_fd, buf->data() + got, n - got, static_cast<off_t>(off + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) return Status::FromErrno("read the data file");
+      if (r == 0) return Status::Err(EIO, "data file shorter than its size");
+      got += r;
+    }
+    Tag tag;
+    if (!FrameTag(key, off, std::string_view(buf->data(), n), &tag)) {
+      return Status::Err(EIO, "cannot compute a frame tag");
+    }
+    std::copy(tag.begin(), tag.end(), buf->begin() + n);
+    TEMPFS_RETURN_IF_ERROR(WriteFull(fd, buf->data(), n + kTagSize));
+    sent(n);
+    off += n;
+    len -= n;
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -61,29 +84,46 @@ void PeerServer::AcceptLoop() {
     if (fd == kAcceptStopped) return;
     if (fd < 0) continue;
     if (!connections_.Spawn(fd, [this](int c) { Serve(c); })) {
-      TLOG_WARN("peer %s: refused, %zu connections already", PeerName(fd).c_str(), kMaxConnections);
+      TLOG_WARN("peer %s: refused, too many connections", PeerName(fd).c_str());
       close(fd);
     }
   }
 }
 
 void PeerServer::Serve(int fd) {
-  // A request started must arrive whole within the timeout.
+  // The first request must arrive whole soon, however slowly it trickles:
+  // until then the connection holds only a pending slot (see ConnectionSet).
+  const auto auth_deadline = std::chrono::steady_clock::now() + kAuthDeadline;
   ConfigurePeerSocket(fd, timeout_);
   std::string who = PeerName(fd);
   std::string nonce = RandomBytes(kNonceSize);
+  const std::string frame_key = FrameKey(secret_, nonce);
   Encoder hello;
   hello.U32(kHelloMagic);
   hello.U32(kProtocolVersion);
   hello.buffer() += nonce;
   if (!WriteFull(fd, hello.buffer().data(), hello.size()).ok()) return;
   uint64_t last_seq = 0;
+  std::vector<char> frame;
   for (;;) {
-    // Idle connections are kept for a while for the next request.
-    pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, 60000) <= 0) return;
+    auto deadline = auth_deadline;
+    if (last_seq != 0) {
+      // Idle connections are kept for a while for the next request, which
+      // must then arrive whole within the timeout.
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, 60000) <= 0) return;
+      deadline = std::chrono::steady_clock::now() + timeout_;
+    }
     std::string req(kRequestSize, '\0');
-    if (!ReadFull(fd, req.data(), req.size()).ok()) return;
+    Status rs = ReadFullBy(fd, req.data(), req.size(), deadline);
+    if (!rs.ok()) {
+      if (last_seq == 0 && rs.err() == ETIMEDOUT) {
+        unauthenticated_closed++;
+        TLOG_WARN("peer %s: closed, no request within %llds", who.c_str(),
+                  static_cast<long long>(kAuthDeadline.count()));
+      }
+      return;
+    }
     std::string body = req.substr(0, kRequestBody);
     Mac got;
     std::copy(req.begin() + kRequestBody, req.end(), got.begin());
@@ -93,13 +133,23 @@ void PeerServer::Serve(int fd) {
       TLOG_WARN("peer %s: request refused: bad authentication", who.c_str());
       return;
     }
+    if (last_seq == 0 && !connections_.Admit(fd)) {
+      TLOG_WARN("peer %s (node %u): refused, %zu authenticated connections already", who.c_str(), r.node,
+                kMaxConnections);
+      return;
+    }
     last_seq = r.seq;
+    const ResponseKey key{secret_, nonce, frame_key, body};
+    auto respond = [&](uint32_t status, uint64_t length) {
+      std::string head = EncodeResponse(key, status, length);
+      return WriteFull(fd, head.data(), head.size());
+    };
     if (r.op == PeerRequest::Op::kAdopt) {
       Status st = vfs_.Adopt(r.ino, r.version, r.node);
       TLOG_INFO("peer %s (node %u): take over inode %llu version %llu: %s", who.c_str(), r.node,
                 static_cast<unsigned long long>(r.ino), static_cast<unsigned long long>(r.version),
                 st.ok() ? "accepted" : st.ToString().c_str());
-      if (!SendResponse(fd, static_cast<uint32_t>(st.err()), 0).ok()) return;
+      if (!respond(static_cast<uint32_t>(st.err()), 0).ok()) return;
       continue;
     }
     auto file = vfs_.OpenForPeer(r.ino, r.version);
@@ -107,28 +157,22 @@ void PeerServer::Serve(int fd) {
       TLOG_INFO("peer %s (node %u): inode %llu version %llu: %s", who.c_str(), r.node,
                 static_cast<unsigned long long>(r.ino), static_cast<unsigned long long>(r.version),
                 file.status().ToString().c_str());
-      if (!SendResponse(fd, static_cast<uint32_t>(file.err()), 0).ok()) return;
+      if (!respond(static_cast<uint32_t>(file.err()), 0).ok()) return;
       continue;
     }
     auto [data_fd, size] = *file;
     uint64_t off = std::min(r.offset, size);
     uint64_t len = std::min(r.length, size - off);
-    bool ok = SendResponse(fd, 0, len).ok();
-    off_t pos = static_cast<off_t>(off);
-    while (ok && len > 0) {
-      ssize_t n = sendfile(fd, data_fd, &pos, std::min<uint64_t>(len, 1u << 30));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        ok = false;
-        break;
-      }
-      len -= n;
-      bytes_served += n;
-      std::lock_guard lock(mu_);
-      served_[r.node] += n;
+    Status st = respond(0, len);
+    if (st.ok()) {
+      st = SendFrames(fd, key, data_fd, off, len, &frame, [&](size_t n) {
+        bytes_served += n;
+        std::lock_guard lock(mu_);
+        served_[r.node] += n;
+      });
     }
     close(data_fd);
-    if (!ok) return;
+    if (!st.ok()) return;
   }
 }
 

@@ -1,7 +1,10 @@
 // PeerServer: serves this node's file content to the other nodes.
 //
-// Each connection gets a thread; the number of connections is bounded.
-// Data leaves with sendfile(2), straight from the local file to the socket.
+// Each connection gets a thread. A connection must authenticate (its first
+// request) within kAuthDeadline; until then it holds one of a few pending
+// slots, and a new connection pushes the oldest pending one out, so idle or
+// dripping strangers never take the room of authenticated peers, which have
+// their own budget. Data leaves in MAC'd frames (protocol.h).
 //
 // Thread safety: Start/Stop from one thread.
 #pragma once
@@ -27,6 +30,10 @@ class PeerServer {
   void Stop();
   std::atomic<uint64_t> bytes_served{0};
   std::atomic<uint64_t> rejected{0};
+  // Connections closed for not sending a whole first request in time.
+  std::atomic<uint64_t> unauthenticated_closed{0};
+  // Connections not yet authenticated that newer ones pushed out.
+  uint64_t unauthenticated_pushed_out() const { return connections_.evicted(); }
   // Bytes served to each node since the start.
   std::map<uint32_t, uint64_t> BytesServed();
 
@@ -42,8 +49,9 @@ class PeerServer {
   std::thread accept_;
   std::mutex mu_;
   std::map<uint32_t, uint64_t> served_;  // guarded by mu_
-  static constexpr size_t kMaxConnections = 64;
-  ConnectionSet connections_{kMaxConnections};
+  static constexpr size_t kMaxConnections = 64;    // authenticated
+  static constexpr size_t kMaxUnauthenticated = 16;  // pending, oldest pushed out
+  ConnectionSet connections_{kMaxConnections, kMaxUnauthenticated};
 };
 
 }  // namespace tempfs

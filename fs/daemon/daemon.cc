@@ -124,6 +124,12 @@ void RegisterNodeMetrics(MetricsRegistry& m, Vfs& vfs, PeerServer* server, const
                          [server] { return server->bytes_served.load(); });
     m.AddCounterCallback("tempfs_peer_rejected_requests_total", "Peer requests refused for bad authentication", {},
                          [server] { return server->rejected.load(); });
+    m.AddCounterCallback("tempfs_peer_unauthenticated_closed_total",
+                         "Peer connections ended before they authenticated", {{"why", "deadline"}},
+                         [server] { return server->unauthenticated_closed.load(); });
+    m.AddCounterCallback("tempfs_peer_unauthenticated_closed_total",
+                         "Peer connections ended before they authenticated", {{"why", "pushed_out"}},
+                         [server] { return server->unauthenticated_pushed_out(); });
   }
   auto store_bytes = [&vfs](bool free) {
     auto sv = vfs.store().StatFs();

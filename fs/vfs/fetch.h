@@ -1,8 +1,9 @@
 // Fetch: one copy of a remote file's content into the local store, running
 // in its own thread. Readers may start at once: each waits only for the
-// bytes it asks for. The copy lands in a ".part" file and gets the file's
-// real name only once it is complete and its checksum matches, so a partial
-// copy is never taken for a complete one.
+// bytes it asks for, and gets only bytes the transport verified (see
+// PeerTransport::Fetch). The copy lands in a ".part" file and gets the
+// file's real name only once it is complete and its checksum matches, so a
+// partial copy is never taken for a complete one.
 //
 // Thread safety: all methods may be called concurrently.
 #pragma once

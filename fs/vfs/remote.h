@@ -17,10 +17,14 @@ class PeerTransport {
   virtual ~PeerTransport() = default;
   using Sink = std::function<Status(const char* data, size_t len)>;
   // Streams bytes [offset, offset+length) of `ino` at `version` from node
-  // `owner` into `sink`, in order, as they arrive. Fails within the
-  // transport's timeout when the peer dies or stops answering; ESTALE if the
-  // peer no longer has that version (or not that many bytes); EHOSTUNREACH if
-  // the node left the cluster. Safe to call from several threads at once.
+  // `owner` into `sink`, in order, as they arrive. `sink` only ever gets
+  // bytes the transport has verified came unchanged from the owner (the
+  // cluster transport checks a MAC per frame first), so what it writes may
+  // be shown to readers at once. Bytes that keep failing that check: EIO,
+  // after a few tries. Fails within the transport's timeout when the peer
+  // dies or stops answering; ESTALE if the peer no longer has that version
+  // (or not that many bytes); EHOSTUNREACH if the node left the cluster.
+  // Safe to call from several threads at once.
   virtual Status Fetch(uint32_t owner, Ino ino, uint64_t version, uint64_t offset, uint64_t length,
                        const Sink& sink) = 0;
   // A name for logs.

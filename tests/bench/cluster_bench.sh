@@ -21,7 +21,8 @@
 # of them share the machine's noise):
 #   tempfs-first   A writes a NEW file (random bytes, SIZE); B reads it once
 #                  (1 MiB reads, open to EOF): fetched from A over TCP
-#                  (sendfile), hashed (xxHash64), stored in B's store.
+#                  (1 MiB frames, each with its GMAC tag, checked on
+#                  arrival), hashed (xxHash64), stored in B's store.
 #                  B's own fetch time ("fetched inode ... in T ms" in
 #                  B's log) is recorded too.
 #   raw-tcp-tmpfs  baseline: the same bytes (A's store data file of that

@@ -20,7 +20,13 @@
 //     could answer (no EIO);
 //   - the peer protocol refuses requests without the right HMAC (spoken here
 //     by hand, with a test-local SHA-256), and a world-readable secret file
-//     is refused at mount time.
+//     is refused at mount time;
+//   - with a FaultProxy between the nodes: a flipped byte or a cut in a
+//     response is asked for again and the reader gets the right bytes, or
+//     EIO when it keeps happening, never wrong bytes; a stalled peer gives
+//     EIO within a bound;
+//   - 64 connections that never authenticate (idle, or dripping a byte at a
+//     time) do not keep a real node out.
 //
 // Run: build/bin/tempfs_integration_tests --gtest_filter='Cluster*'
 #include <arpa/inet.h>
@@ -39,19 +45,23 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <fstream>
 #include <functional>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "support/cluster_fixture.h"
+#include "support/fault_proxy.h"
 #include "support/mount_fixture.h"
 
 namespace tempfs::testing {
@@ -447,7 +457,7 @@ std::string HmacSha256(std::string key, const std::string& msg) {
 }
 
 
-// ------------------------------------------------- peer protocol v1 --
+// ------------------------------------------------- peer protocol v2 --
 
 void PutU32(std::string* s, uint32_t v) {
   for (int i = 0; i < 4; ++i) s->push_back(static_cast<char>(v >> (8 * i)));
@@ -526,7 +536,7 @@ void OpenPeer(int port, PeerConn* c) {
     c->error = "hello: " + err;
     return;
   }
-  if (GetLE(hello, 0, 4) != 0x50534654 || GetLE(hello, 4, 4) != 1) {
+  if (GetLE(hello, 0, 4) != 0x50534654 || GetLE(hello, 4, 4) != 2) {
     c->error = "unexpected hello " + ToHex(hello);
     return;
   }
@@ -977,12 +987,16 @@ TEST(ClusterAuthTest, RequestsWithoutTheRightMacAreRefused) {
     ASSERT_EQ(conn.error, "");
     std::string body = RequestBody(4242, ino, version, 0, content.size(), 1);
     ASSERT_TRUE(SendAll(conn.fd.get(), body + HmacSha256(secret, conn.nonce + body)));
-    std::string head, data;
-    ASSERT_EQ(RecvAll(conn.fd.get(), 16, &head), "") << c.Diagnostics();
+    std::string head, data, mac;
+    ASSERT_EQ(RecvAll(conn.fd.get(), 16 + 32, &head), "") << c.Diagnostics();
     EXPECT_EQ(GetLE(head, 0, 4), 0u) << "status";
     ASSERT_EQ(GetLE(head, 8, 8), content.size()) << "length";
+    EXPECT_EQ(ToHex(head.substr(16)), ToHex(HmacSha256(secret, conn.nonce + "TFSH" + body + head.substr(0, 16))))
+        << "the response head's MAC";
+    ASSERT_LT(content.size(), kMiB) << "one frame";
     ASSERT_EQ(RecvAll(conn.fd.get(), content.size(), &data), "");
     EXPECT_EQ(Diff(data, content), "");
+    ASSERT_EQ(RecvAll(conn.fd.get(), 16, &mac), "") << "the frame's tag";
     EXPECT_EQ(c.CountInLog(0, refused), refusals);
     // The same request again (same seq) on this connection: a replay.
     ASSERT_TRUE(SendAll(conn.fd.get(), body + HmacSha256(secret, conn.nonce + body)));
@@ -1283,6 +1297,249 @@ TEST(ClusterConsistencyTest, ChurnOnOneNodeGivesOnlyPosixErrnosOnTheOther) {
   EXPECT_GT(ops, 200);
   for (auto& [what, count] : bad) ADD_FAILURE() << what << ": " << count << " of " << ops;
   if (!bad.empty()) ADD_FAILURE() << c.Diagnostics();
+}
+
+// ------------------------------------------------------ peer faults --
+
+// Stream offset of the first byte of file data on a new peer connection:
+// after the hello (24 bytes) and the response head with its MAC (48).
+constexpr uint64_t kFirstData = 24 + 48;
+constexpr uint64_t kFrame = kMiB + 16;  // a full frame of data and its tag
+
+// Two nodes; B reaches A through a FaultProxy (A listens on its peer port
+// and advertises the proxy's).
+struct ProxiedCluster {
+  explicit ProxiedCluster(ClusterOptions o) : c(o), proxy(c.peer_port(0)) {}
+  bool Start() {
+    if (!proxy.Start()) return false;
+    c.set_advertise_port(0, proxy.port());
+    return c.Start();
+  }
+  ClusterFixture c;
+  FaultProxy proxy;  // stopped first, before the nodes go
+};
+
+ClusterOptions TwoNodes() {
+  ClusterOptions o;
+  o.nodes = 2;
+  o.peer_timeout = "2";
+  return o;
+}
+
+// Reads `path` in a bounded child: 0 if it holds exactly pattern `seed` of
+// `size` bytes, EIO if a read failed with EIO, EBADMSG if it returned other
+// bytes (or another length), EPROTO for anything else; -1 if it hung.
+int ReadPatternBounded(const std::string& path, uint64_t seed, uint64_t size) {
+  Bounded b = RunBounded(
+      [&] {
+        std::string e = CheckPatternFile(path, seed, size);
+        if (e.empty()) return 0;
+        if (e.find("content differs") != std::string::npos || e.find("bytes, want") != std::string::npos) {
+          return EBADMSG;
+        }
+        return e.find(": EIO") != std::string::npos ? EIO : EPROTO;
+      },
+      milliseconds(20000));
+  return b.finished ? b.code : -1;
+}
+
+std::string ReadOutcome(int code) { return code < 0 ? "hung" : ErrName(code); }
+
+// A byte flipped on the way in a response is caught by the frame's MAC
+// before the reader sees it: the rest of the range is asked for again and
+// the reader gets the right bytes. Flipped every time: EIO, never wrong bytes,
+// and no copy on B. Once the network is clean again, the file reads.
+TEST(PeerFaultTest, FlippedByteIsFetchedAgainNeverReturned) {
+  TEMPFS_SKIP_IF_NO_CLUSTER();
+  ProxiedCluster p(TwoNodes());
+  if (!p.Start()) return;
+  ClusterFixture& c = p.c;
+  const uint64_t small = 300 * kKiB, large = 12 * kMiB;  // one frame; 3 ranges of 4 frames
+  ASSERT_EQ(ErrName(WritePatternFile(c.Path(0, "small"), 41, small)), "OK");
+  ASSERT_EQ(ErrName(WritePatternFile(c.Path(0, "large"), 42, large)), "OK");
+  ASSERT_EQ(ErrName(WritePatternFile(c.Path(0, "third"), 43, small)), "OK");
+
+  p.proxy.Set({FaultProxy::Fault::kFlip, kFirstData + 1000, 1});
+  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "small"), 41, small)), "OK") << c.Diagnostics();
+  EXPECT_EQ(p.proxy.applied(), 1) << "the byte was not flipped: the test proves nothing";
+  EXPECT_TRUE(WaitFor([&] { return c.CountInLog(1, "failed its MAC") >= 1; }, kLogWait)) << c.Diagnostics();
+
+  // In the second frame of a range of a large file.
+  p.proxy.CutAll();  // no pooled connection escapes the plan
+  p.proxy.Set({FaultProxy::Fault::kFlip, kFirstData + kFrame + 12345, 1});
+  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "large"), 42, large)), "OK") << c.Diagnostics();
+  EXPECT_EQ(p.proxy.applied(), 2);
+
+  // In the response head (its length), and in the hello's nonce (the server
+  // then refuses the request and closes): asked again, right bytes.
+  for (uint64_t at : {uint64_t{24 + 9}, uint64_t{12}}) {
+    p.proxy.CutAll();
+    const int before = p.proxy.applied();
+    const std::string name = "head" + std::to_string(at);
+    ASSERT_EQ(ErrName(WritePatternFile(c.Path(0, name), at, small)), "OK");
+    p.proxy.Set({FaultProxy::Fault::kFlip, at, 1});
+    EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, name), at, small)), "OK") << "flip at " << at << c.Diagnostics();
+    EXPECT_EQ(p.proxy.applied(), before + 1);
+  }
+  const int before_every = p.proxy.applied();
+
+  // Every time: EIO, within a bound, and nothing kept on B.
+  p.proxy.CutAll();
+  p.proxy.Set({FaultProxy::Fault::kFlip, kFirstData + 1000, -1});
+  const uint64_t ino = InoOf(c.Path(0, "third"));
+  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "third"), 43, small)), "EIO") << c.Diagnostics();
+  EXPECT_GE(p.proxy.applied(), before_every + 3) << "gave up before trying again";
+  EXPECT_TRUE(WaitFor([&] { return !Exists(c.DataFile(1, ino) + ".part"); }, kLogWait));
+  EXPECT_FALSE(Exists(c.DataFile(1, ino))) << "a copy that failed its MAC became B's data";
+
+  p.proxy.Set({});
+  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "third"), 43, small)), "OK") << c.Diagnostics();
+}
+
+// A connection cut in the middle of a response (or in its hello): the rest
+// is asked for again on a new connection and the reader gets every byte;
+// cut every time: EIO.
+TEST(PeerFaultTest, CutConnectionIsFetchedAgain) {
+  TEMPFS_SKIP_IF_NO_CLUSTER();
+  ProxiedCluster p(TwoNodes());
+  if (!p.Start()) return;
+  ClusterFixture& c = p.c;
+  const uint64_t size = 6 * kMiB;
+  ASSERT_EQ(ErrName(WritePatternFile(c.Path(0, "f"), 51, size)), "OK");
+  ASSERT_EQ(ErrName(WritePatternFile(c.Path(0, "g"), 52, size)), "OK");
+
+  p.proxy.Set({FaultProxy::Fault::kCut, kFirstData + kFrame + 777, 1});  // both ranges reach it
+  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "f"), 51, size)), "OK") << c.Diagnostics();
+  EXPECT_EQ(p.proxy.applied(), 1) << "the connection was not cut: the test proves nothing";
+
+  // Cut in the hello, and a changed protocol version in it: asked again.
+  const uint64_t small = 100 * kKiB;
+  ASSERT_EQ(ErrName(WritePatternFile(c.Path(0, "h1"), 53, small)), "OK");
+  ASSERT_EQ(ErrName(WritePatternFile(c.Path(0, "h2"), 54, small)), "OK");
+  p.proxy.CutAll();
+  p.proxy.Set({FaultProxy::Fault::kCut, 10, 1});
+  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "h1"), 53, small)), "OK") << c.Diagnostics();
+  EXPECT_EQ(p.proxy.applied(), 2);
+  p.proxy.CutAll();
+  p.proxy.Set({FaultProxy::Fault::kFlip, 5, 1});
+  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "h2"), 54, small)), "OK") << c.Diagnostics();
+  EXPECT_EQ(p.proxy.applied(), 3);
+
+  p.proxy.CutAll();
+  p.proxy.Set({FaultProxy::Fault::kCut, kFirstData + kFrame + 5, -1});
+  auto t0 = Clock::now();
+  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "g"), 52, size)), "EIO") << c.Diagnostics();
+  EXPECT_LT(Clock::now() - t0, milliseconds(10000));
+  p.proxy.Set({});
+  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "g"), 52, size)), "OK") << c.Diagnostics();
+}
+
+// A peer that stops sending in the middle of a response (connection open):
+// the reader gets EIO within about --peer-timeout, not a hang.
+TEST(PeerFaultTest, StalledPeerGivesEioWithinBound) {
+  TEMPFS_SKIP_IF_NO_CLUSTER();
+  ProxiedCluster p(TwoNodes());
+  if (!p.Start()) return;
+  ClusterFixture& c = p.c;
+  const uint64_t size = 2 * kMiB;
+  ASSERT_EQ(ErrName(WritePatternFile(c.Path(0, "f"), 61, size)), "OK");
+  p.proxy.Set({FaultProxy::Fault::kStall, kFirstData + kFrame + 100, -1});
+  auto t0 = Clock::now();
+  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "f"), 61, size)), "EIO") << c.Diagnostics();
+  auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - t0);
+  EXPECT_LT(took.count(), 2000 + 5000) << "EIO should come within --peer-timeout + 5 s";
+  EXPECT_GE(p.proxy.applied(), 1);
+  p.proxy.CutAll();
+  p.proxy.Set({});
+  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "f"), 61, size)), "OK") << c.Diagnostics();
+}
+
+// ------------------------------------------- unauthenticated strangers --
+
+// `n` TCP connections to a peer port that send nothing (and read nothing).
+std::vector<std::unique_ptr<Fd>> OpenStrangers(int port, int n) {
+  std::vector<std::unique_ptr<Fd>> out;
+  for (int i = 0; i < n; ++i) {
+    auto fd = std::make_unique<Fd>(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    EXPECT_EQ(::connect(fd->get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << strerror(errno);
+    out.push_back(std::move(fd));
+  }
+  return out;
+}
+
+// True once the server ended the connection (its hello is read and dropped).
+bool ClosedByServer(int fd) {
+  char buf[256];
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) continue;
+    if (n == 0) return true;
+    if (errno == EINTR) continue;
+    return errno != EAGAIN && errno != EWOULDBLOCK;
+  }
+}
+
+size_t CountClosed(const std::vector<std::unique_ptr<Fd>>& fds) {
+  size_t closed = 0;
+  for (auto& f : fds) closed += ClosedByServer(f->get()) ? 1 : 0;
+  return closed;
+}
+
+// 64 connections that never send a byte: a real node's first read of A's
+// file (a new connection) succeeds meanwhile, and A ends every one of them
+// within the authentication deadline (3 s).
+TEST(PeerStrangersTest, IdleConnectionsDoNotLockPeersOut) {
+  TEMPFS_SKIP_IF_NO_CLUSTER();
+  ClusterFixture c(TwoNodes());
+  if (!c.Start()) return;
+  const uint64_t size = 2 * kMiB;
+  ASSERT_EQ(ErrName(WritePatternFile(c.Path(0, "f"), 71, size)), "OK");
+  auto strangers = OpenStrangers(c.peer_port(0), 64);
+  auto opened = Clock::now();
+  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "f"), 71, size)), "OK") << c.Diagnostics();
+  EXPECT_TRUE(WaitFor([&] { return CountClosed(strangers) == strangers.size(); }, milliseconds(3000 + 3000)))
+      << CountClosed(strangers) << " of 64 idle connections ended by A";
+  EXPECT_LT(Clock::now() - opened, milliseconds(3000 + 3000));
+  EXPECT_TRUE(WaitFor([&] { return c.CountInLog(0, "no request within") >= 1; }, kLogWait)) << c.Diagnostics();
+}
+
+// 64 connections that drip one byte every 500 ms (a request would take 40 s
+// to arrive): the drip does not extend the deadline, and a real node's read
+// succeeds while they drip.
+TEST(PeerStrangersTest, DrippingConnectionsDoNotLockPeersOut) {
+  TEMPFS_SKIP_IF_NO_CLUSTER();
+  ClusterFixture c(TwoNodes());
+  if (!c.Start()) return;
+  const uint64_t size = 2 * kMiB;
+  ASSERT_EQ(ErrName(WritePatternFile(c.Path(0, "f"), 72, size)), "OK");
+  auto strangers = OpenStrangers(c.peer_port(0), 64);
+  auto opened = Clock::now();
+  std::atomic<bool> stop{false};
+  std::atomic<size_t> open_at_end{0};
+  std::thread drip([&] {
+    // Bounded: at most 10 s of dripping.
+    for (int round = 0; round < 20 && !stop; ++round) {
+      size_t open = 0;
+      for (auto& f : strangers) {
+        if (!ClosedByServer(f->get()) && ::send(f->get(), "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT) == 1) open++;
+      }
+      open_at_end = open;
+      for (int i = 0; i < 10 && !stop; ++i) std::this_thread::sleep_for(milliseconds(50));
+    }
+  });
+  ScopeExit join([&] {
+    stop = true;
+    drip.join();
+  });
+  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "f"), 72, size)), "OK") << c.Diagnostics();
+  EXPECT_TRUE(WaitFor([&] { return CountClosed(strangers) == strangers.size(); }, milliseconds(3000 + 3000)))
+      << CountClosed(strangers) << " of 64 dripping connections ended by A (" << open_at_end
+      << " were still open at the last drip)";
+  EXPECT_LT(Clock::now() - opened, milliseconds(3000 + 3000));
 }
 
 }  // namespace

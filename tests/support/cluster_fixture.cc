@@ -252,6 +252,10 @@ std::vector<std::string> ClusterFixture::NodeArgs(size_t i) const {
                                    "--secret-file",   secret_file_,
                                    "--peer-timeout",  options_.peer_timeout,
                                    "--cache-timeout", options_.cache_timeout};
+  if (n.advertise_port != 0) {
+    args.push_back("--advertise");
+    args.push_back("127.0.0.1:" + std::to_string(n.advertise_port));
+  }
   args.insert(args.end(), options_.extra_mount_args.begin(), options_.extra_mount_args.end());
   return args;
 }

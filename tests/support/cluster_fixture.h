@@ -102,6 +102,10 @@ class ClusterFixture {
   TempfsMount* mount(size_t i) { return nodes_.at(i).mount.get(); }
   const std::string& dir() const { return dir_->path(); }
   const std::string& secret_file() const { return secret_file_; }
+  // Before Start(): node i tells the others to reach it at 127.0.0.1:port
+  // (--advertise) while it listens on peer_port(i), e.g. to put a
+  // FaultProxy in between.
+  void set_advertise_port(size_t i, int port) { nodes_.at(i).advertise_port = port; }
   // The `tempfs mount` arguments that make node i a cluster member.
   std::vector<std::string> NodeArgs(size_t i) const;
 
@@ -131,6 +135,7 @@ class ClusterFixture {
     std::string dir;    // TempfsMount's dir: holds mnt/ (and store/ unless tmpfs)
     std::string store;  // "" until Start(), then absolute
     int peer_port = 0;
+    int advertise_port = 0;  // 0: peer_port
     std::unique_ptr<TempfsMount> mount;
   };
   bool MountTmpfs();
