@@ -46,9 +46,10 @@
 // The journal keeps space allocated ahead of the write offset: when the store
 // fills up, operations that free space (unlink, rmdir, ...) can still be
 // logged, so a full store can always be emptied again. That reserve is part
-// of the file, so it survives restarts and crashes; compaction empties the
-// journal without giving it back, and opening a journal writes nothing unless
-// a torn record must be cleared (and then cuts the file if it cannot).
+// of the file, so it survives restarts and crashes; compaction replaces the
+// journal only by one that has its reserve allocated (else it fails and
+// changes nothing), and opening a journal writes nothing unless a torn record
+// must be cleared (and then cuts the file if it cannot).
 //
 // Not thread-safe: the engine serialises calls.
 #pragma once
