@@ -79,7 +79,9 @@ Status PeerClient::Fetch(uint32_t owner, Ino ino, uint64_t version, uint64_t off
     auto [status, len] = *head;
     if (status != 0) {
       Put(*addr, std::move(*c));
-      return Status::Err(static_cast<int>(status), "node " + registry_.Name(owner) + " refused");
+      // EIO: the owner has no readable copy (its data file is lost); its log says which.
+      std::string why = status == EIO ? " (its copy is lost or unreadable; see its log)" : "";
+      return Status::Err(static_cast<int>(status), "node " + registry_.Name(owner) + " refused" + why);
     }
     if (len != length) return Status::Err(ESTALE, "peer holds another size");
     std::vector<char> buf(1 << 20);
