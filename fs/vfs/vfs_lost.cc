@@ -56,8 +56,11 @@ void Vfs::RecordSize(Ino ino, uint64_t size) {
   auto a = meta_->GetAttr(ino);
   if (!a.ok() || a->size == size) return;
   SetAttrRequest req;
-  req.valid = SetAttrRequest::kSize;
+  // The record's ctime stays: the data file's own, later one shows (MergeData);
+  // a "now" from here would put ctime after mtime.
+  req.valid = SetAttrRequest::kSize | SetAttrRequest::kCtime;
   req.size = size;
+  req.ctime_ns = a->ctime_ns;
   // Only what tells a lost file from an empty one later: the data itself is
   // stored already, so a failure here does not fail the close.
   auto r = meta_->SetAttr(ino, req);

@@ -610,6 +610,9 @@ TEST_F(VfsTest, EmptyFileWithoutDataFileOpensEmptyAsBefore) {
 TEST_F(VfsTest, CloseRecordsSizeSoThatATruncatedToZeroFileIsNotLost) {
   Ino ino = WriteClosed(v(), "f", "some data");
   EXPECT_EQ(v().meta().GetAttr(ino)->size, 9u) << "the record must know the file holds data";
+  auto a = v().GetAttr(ino);
+  ASSERT_TRUE(a.ok());
+  EXPECT_LE(a->ctime_ns, a->mtime_ns) << "recording the size is no change of the inode";
   // Emptied through an open with O_TRUNC and closed: the record follows.
   auto h = v().Open({}, ino, O_WRONLY | O_TRUNC);
   ASSERT_TRUE(h.ok());
