@@ -871,6 +871,11 @@ Result<FileLocation> Vfs::Locate(Ino ino) {
   if (S_ISREG(a->mode)) {
     auto lv = store_->LocalVersion(ino);
     loc.local_current = !remote || (lv.ok() && *lv == a->version && store_->StatData(ino).ok());
+    if (!remote && RecordSaysData(*a)) {
+      auto data = store_->StatData(ino);
+      loc.lost = !data.ok() && data.err() == ENOENT;
+      loc.local_current = !loc.lost;
+    }
   }
   std::lock_guard lock(mu_);
   loc.pinned = pinned_.count(ino) != 0;

@@ -87,6 +87,7 @@ struct FileLocation {
   Attr attr;                 // size and times merged from the local data
   bool owned_here = false;   // this node holds the data (always on a single node)
   bool local_current = false;  // this node's store holds the current version
+  bool lost = false;         // owned here, but its data file is gone (opens fail with EIO)
   bool pinned = false;
   bool fetching = false;     // a copy is arriving now
   uint64_t fetched_bytes = 0;
