@@ -305,8 +305,8 @@ class Vfs {
   bool RecordSaysData(const Attr& a) const;
   // EIO for a file whose data file is gone; logs it once per inode.
   Status LostData(const Attr& a);
-  // One node: keeps the record's size up with the data file's, so that a
-  // lost data file is told from an empty one.
+  // One node: records the data file's size when the file turned empty or
+  // non-empty, so that a lost data file is told from an empty one.
   void RecordSize(Ino ino, uint64_t size);
   // Whether the kernel's cached pages of `ino` are still `version`'s.
   bool KernelCacheCurrent(Ino ino, uint64_t version);

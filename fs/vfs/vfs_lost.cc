@@ -14,7 +14,8 @@ namespace tempfs {
 
 bool Vfs::RecordSaysData(const Attr& a) const {
   // Sizes reach the record on truncate and when a written handle goes (one
-  // node: Release, RecordSize; cluster mode: close, CommitContent).
+  // node: Release, RecordSize, when the file turned empty or non-empty;
+  // cluster mode: close, CommitContent).
   return S_ISREG(a.mode) && a.size > 0;
 }
 
@@ -54,15 +55,18 @@ Result<int> Vfs::OpenLocalData(Ino ino, int flags, const Attr* known) {
 
 void Vfs::RecordSize(Ino ino, uint64_t size) {
   auto a = meta_->GetAttr(ino);
-  if (!a.ok() || a->size == size) return;
+  // Only when the file goes from empty to holding data or back: that is all
+  // that tells a lost file from an empty one, and a file reopened and
+  // appended to over and over costs no record each time (nor, on a full
+  // store, room of the journal's reserve, which such records may use).
+  if (!a.ok() || (a->size == 0) == (size == 0)) return;
   SetAttrRequest req;
   // The record's ctime stays: the data file's own, later one shows (MergeData);
   // a "now" from here would put ctime after mtime.
   req.valid = SetAttrRequest::kSize | SetAttrRequest::kCtime;
   req.size = size;
   req.ctime_ns = a->ctime_ns;
-  // Only what tells a lost file from an empty one later: the data itself is
-  // stored already, so a failure here does not fail the close.
+  // The data itself is stored already: a failure here does not fail the close.
   auto r = meta_->SetAttr(ino, req);
   if (!r.ok()) {
     TLOG_WARN("inode %llu: cannot record its size: %s", static_cast<unsigned long long>(ino),

@@ -619,6 +619,14 @@ TEST_F(VfsTest, CloseRecordsSizeSoThatATruncatedToZeroFileIsNotLost) {
   ASSERT_TRUE(v().Flush(*h).ok());
   v().Release(*h);
   EXPECT_EQ(v().meta().GetAttr(ino)->size, 0u);
+  // Appends to a file that already holds data need no record each time.
+  Ino other = WriteClosed(v(), "g", "x");
+  uint64_t version = v().meta().GetAttr(other)->version;
+  h = v().Open({}, other, O_WRONLY | O_APPEND);
+  ASSERT_TRUE(h.ok());
+  ASSERT_EQ(pwrite((*h)->fd, "yz", 2, 1), 2);
+  v().Release(*h);
+  EXPECT_EQ(v().meta().GetAttr(other)->version, version) << "a record per append";
   ASSERT_EQ(unlink(DataPath(ino).c_str()), 0);
   EXPECT_EQ(ReadClosed(v(), ino), "");
 }
