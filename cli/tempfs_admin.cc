@@ -309,7 +309,8 @@ void CmdLocate(const Node& n, const std::vector<std::string>& paths, bool json) 
     Json o = f;
     o.Set("path", ref.path);
     out.Push(o);
-    std::string here = Bool(f, "owned_here") ? "owner"
+    std::string here = Bool(f, "lost")         ? "owner, data lost (reads fail; delete the file)"
+                       : Bool(f, "owned_here") ? "owner"
                        : Bool(f, "fetching") ? "arriving (" + Bytes(Num(f, "fetched_bytes")) + ")"
                        : Bool(f, "local_copy") ? "valid copy"
                                                : "no copy";

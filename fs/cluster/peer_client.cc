@@ -85,7 +85,9 @@ Status PeerClient::Fetch(uint32_t owner, Ino ino, uint64_t version, uint64_t off
       if (ex.ok()) {
         if (ex->status != 0) {
           Put(*addr, std::move(*c));
-          return Status::Err(static_cast<int>(ex->status), who + " refused");
+          // EIO: the owner has no readable copy (its data file is lost); its log says which.
+          std::string why = ex->status == EIO ? " (its copy is lost or unreadable; see its log)" : "";
+          return Status::Err(static_cast<int>(ex->status), who + " refused" + why);
         }
         if (ex->length != r.length) return Status::Err(ESTALE, "peer holds another size");
         const ResponseKey key{secret_, conn.nonce, conn.frame_key, ex->body};

@@ -78,7 +78,14 @@ Result<uint32_t> NodeRegistry::Join() {
                                   (get->nil() ? "has no node " + name_ : "has node " + name_ + " as #" + get->str) +
                                   ": the registry changed; no number taken");
     }
-  } else if (get->nil()) {
+  } else if (!get->nil()) {
+    // A store without a number, under a name that has one: the store was made
+    // anew (a tmpfs store after a reboot, a wiped disk). It takes the number
+    // back, so what that node owned is looked for here and found missing.
+    TLOG_WARN("node %s was #%s of namespace %s with another store; this store (%s) has none of its data: files "
+              "owned by #%s are lost, read as EIO on every node and can be deleted",
+              name_.c_str(), get->str.c_str(), identity_.ns.c_str(), identity_.store_id.c_str(), get->str.c_str());
+  } else {
     auto seq = redis_.Command({"INCR", "tfs:node:seq"});
     if (!seq.ok()) return seq.status();
     auto set = redis_.Command({"HSETNX", "tfs:node:num", name_, std::to_string(seq->integer)});

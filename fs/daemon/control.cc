@@ -366,6 +366,7 @@ Result<Json> ControlServer::Locate(const Json& request) {
                    .Set("owner", OwnerName(a))
                    .Set("owned_here", loc->owned_here)
                    .Set("local_copy", loc->local_current)
+                   .Set("lost", loc->lost)
                    .Set("pinned", loc->pinned)
                    .Set("fetching", loc->fetching)
                    .Set("fetched_bytes", loc->fetched_bytes));

@@ -53,10 +53,8 @@ Status LocalStore::CreateData(Ino ino) {
 }
 
 Result<int> LocalStore::OpenData(Ino ino, int flags) {
-  // A missing backing file is an empty file: the record may have been made
-  // just before a crash that came before the data file.
   flags &= ~(O_EXCL | O_NOCTTY | O_NOFOLLOW | O_DIRECTORY);
-  int fd = env_->OpenAt(data_fd_, DataName(ino).c_str(), flags | O_CREAT | O_CLOEXEC, 0600);
+  int fd = env_->OpenAt(data_fd_, DataName(ino).c_str(), flags | O_CLOEXEC, 0600);
   if (fd < 0) return Status::FromErrno("open data");
   return fd;
 }
@@ -71,15 +69,6 @@ Status LocalStore::RemoveData(Ino ino) {
 Result<struct stat> LocalStore::StatData(Ino ino) {
   struct stat st;
   if (fstatat(data_fd_, DataName(ino).c_str(), &st, 0) != 0) return Status::FromErrno("stat data");
-  return st;
-}
-
-Status LocalStore::TruncateData(Ino ino, uint64_t size) {
-  auto fd = OpenData(ino, O_WRONLY);
-  if (!fd.ok()) return fd.status();
-  int rc = env_->Ftruncate(*fd, static_cast<off_t>(size));
-  Status st = rc == 0 ? Status::Ok() : Status::FromErrno("truncate data");
-  env_->Close(*fd);
   return st;
 }
 

@@ -40,11 +40,12 @@ class LocalStore {
   // Creates the backing file of `ino` afresh (a file of that number already
   // there is removed first): a new inode never sees bytes it did not write.
   Status CreateData(Ino ino);
-  // Opens the backing file; `flags` as for open(2) (O_CREAT is ignored).
+  // Opens the backing file; `flags` as for open(2). A missing file is ENOENT
+  // unless `flags` has O_CREAT: only the caller knows from the record whether
+  // "missing" means "empty" or "lost" (see Vfs::OpenLocalData).
   Result<int> OpenData(Ino ino, int flags);
   Status RemoveData(Ino ino);
   Result<struct stat> StatData(Ino ino);
-  Status TruncateData(Ino ino, uint64_t size);
   Status SetDataTimes(Ino ino, const struct timespec times[2]);
   Result<struct statvfs> StatFs();
 

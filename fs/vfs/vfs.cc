@@ -313,8 +313,15 @@ Result<Attr> Vfs::SetAttr(Ino ino, const SetAttrRequest& request, int fd, bool k
   if (S_ISREG(cur->mode)) {
     if (req.valid & SetAttrRequest::kSize) {
       auto truncate = [&]() -> Status {
-        int rc = fd >= 0 ? store_->env()->Ftruncate(fd, static_cast<off_t>(req.size)) : -1;
-        return rc == 0 ? Status::Ok() : store_->TruncateData(ino, req.size);
+        if (fd >= 0 && store_->env()->Ftruncate(fd, static_cast<off_t>(req.size)) == 0) return Status::Ok();
+        // Growing a lost file would make zeros of its data: only a
+        // truncate to 0 may stand for it.
+        auto dfd = OpenLocalData(ino, O_WRONLY | (req.size == 0 ? O_TRUNC : 0), &*cur);
+        if (!dfd.ok()) return dfd.status();
+        int rc = store_->env()->Ftruncate(*dfd, static_cast<off_t>(req.size));
+        Status st = rc == 0 ? Status::Ok() : Status::FromErrno("truncate data");
+        store_->env()->Close(*dfd);
+        return st;
       };
       Status st;
       if (auto quota = QuotaOf(cur->project)) {
@@ -676,7 +683,7 @@ Result<FileHandle*> Vfs::Open(const Caller& caller, Ino ino, int flags) {
     } else if (*lv != attr.version) {
       // O_TRUNC: the old content does not matter; start from an empty file
       // that stands for the version it will replace.
-      auto fd = store_->OpenData(ino, O_WRONLY | O_TRUNC);
+      auto fd = store_->OpenData(ino, O_WRONLY | O_TRUNC | O_CREAT);
       if (!fd.ok()) return fd.status();
       close(*fd);
       Status st = store_->SetLocalVersion(ino, attr.version);
@@ -690,7 +697,7 @@ Result<FileHandle*> Vfs::Open(const Caller& caller, Ino ino, int flags) {
   }
   if (h->fd < 0) {
     auto open_data = [&]() -> Status {
-      auto fd = store_->OpenData(ino, flags);
+      auto fd = OpenLocalData(ino, flags, need_attr ? &attr : nullptr);
       if (!fd.ok()) return fd.status();
       h->fd = *fd;
       return Status::Ok();
@@ -718,7 +725,7 @@ Status Vfs::WaitReadable(FileHandle* h, uint64_t off, uint64_t size) {
 Status Vfs::CommitContent(Ino ino) {
   auto base = store_->LocalVersion(ino);
   if (!base.ok()) return base.status();
-  auto fd = store_->OpenData(ino, O_RDONLY);
+  auto fd = OpenLocalData(ino, O_RDONLY, nullptr);
   if (!fd.ok()) return fd.status();
   XXH64_state_t* x = XXH64_createState();
   XXH64_reset(x, 0);
@@ -789,6 +796,13 @@ Status Vfs::Flush(FileHandle* h) {
 
 void Vfs::Release(FileHandle* h) {
   Ino ino = h->ino;
+  struct stat st;
+  // One node: close() skips the daemon (no FLUSH), so the size of a file
+  // written through this handle is recorded here.
+  if (!clustered() && h->writable && fstat(h->fd, &st) == 0 &&
+      (h->truncated || TsNs(st.st_mtim) != h->opened_mtime_ns || static_cast<uint64_t>(st.st_size) != h->opened_size)) {
+    RecordSize(ino, static_cast<uint64_t>(st.st_size));
+  }
   close(h->fd);
   delete h;
   DropOpenRef(ino);
@@ -826,11 +840,14 @@ Result<std::pair<int, uint64_t>> Vfs::OpenForPeer(Ino ino, uint64_t version) {
   auto a = meta_->GetAttr(ino);
   if (!a.ok()) return a.status();
   if (a->owner != options_.cluster.self || a->version != version) return Status::Err(ESTALE, "not the owner of that version");
-  auto lv = store_->LocalVersion(ino);
-  if (!lv.ok()) return lv.status();
-  if (*lv != version) return Status::Err(ESTALE, "local copy is another version");
-  auto fd = store_->OpenData(ino, O_RDONLY);
+  // The only copy: a missing one is lost, never an empty stream to the peer.
+  auto fd = OpenLocalData(ino, O_RDONLY, &*a);
   if (!fd.ok()) return fd.status();
+  auto lv = store_->LocalVersion(ino);
+  if (!lv.ok() || *lv != version) {
+    close(*fd);
+    return lv.ok() ? Status::Err(ESTALE, "local copy is another version") : lv.status();
+  }
   return std::make_pair(*fd, a->size);
 }
 
@@ -881,6 +898,11 @@ Result<FileLocation> Vfs::Locate(Ino ino) {
   if (S_ISREG(a->mode)) {
     auto lv = store_->LocalVersion(ino);
     loc.local_current = !remote || (lv.ok() && *lv == a->version && store_->StatData(ino).ok());
+    if (!remote && RecordSaysData(*a)) {
+      auto data = store_->StatData(ino);
+      loc.lost = !data.ok() && data.err() == ENOENT;
+      loc.local_current = !loc.lost;
+    }
   }
   std::lock_guard lock(mu_);
   loc.pinned = pinned_.count(ino) != 0;

@@ -87,6 +87,7 @@ struct FileLocation {
   Attr attr;                 // size and times merged from the local data
   bool owned_here = false;   // this node holds the data (always on a single node)
   bool local_current = false;  // this node's store holds the current version
+  bool lost = false;         // owned here, but its data file is gone (opens fail with EIO)
   bool pinned = false;
   bool fetching = false;     // a copy is arriving now
   uint64_t fetched_bytes = 0;
@@ -298,6 +299,18 @@ class Vfs {
   }
   // Cluster mode: makes the local content of `ino` a new version owned here.
   Status CommitContent(Ino ino);
+  // Opens the data file of `ino` (`known`: its record, if the caller has it).
+  // A missing one is made, empty, only where that loses nothing: the record
+  // says the file is empty, or `flags` has O_TRUNC. Otherwise the data is
+  // lost: EIO (see vfs_lost.cc).
+  Result<int> OpenLocalData(Ino ino, int flags, const Attr* known);
+  // Whether the record says the file holds data.
+  bool RecordSaysData(const Attr& a) const;
+  // EIO for a file whose data file is gone; logs it once per inode.
+  Status LostData(const Attr& a);
+  // One node: records the data file's size when the file turned empty or
+  // non-empty, so that a lost data file is told from an empty one.
+  void RecordSize(Ino ino, uint64_t size);
   // Whether the kernel's cached pages of `ino` are still `version`'s.
   bool KernelCacheCurrent(Ino ino, uint64_t version);
   // Cluster mode: copies of other nodes' files, least recently used first.
@@ -348,6 +361,7 @@ class Vfs {
   std::list<Ino> lru_;                                 // guarded by mu_
   std::unordered_map<Ino, std::list<Ino>::iterator> lru_pos_;  // guarded by mu_
   std::set<Ino> pinned_;                                        // guarded by mu_
+  std::set<Ino> lost_reported_;                                 // guarded by mu_
   std::mutex pins_save_mu_;                                     // taken before mu_, by SavePins
   std::unordered_map<Ino, uint64_t> adopting_;                  // guarded by mu_: ino -> version
   std::unordered_map<Ino, uint64_t> own_seq_;                   // guarded by mu_ (see OwnSeqLocked)

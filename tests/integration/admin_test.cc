@@ -11,6 +11,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <string>
@@ -597,6 +599,33 @@ TEST(AdminClusterTest, DrainThenStopTheNode) {
     ASSERT_TRUE(ReadWholeFile(c.Path(1, "d/f" + std::to_string(i)), &back)) << i << ": " << ErrName(errno);
     EXPECT_TRUE(back == data[i]) << i;
   }
+}
+
+
+// A file whose data file is gone from the store: locate says it is lost.
+TEST(AdminSingleNodeTest, LocateReportsLostData) {
+  TEMPFS_SKIP_IF_NO_FUSE();
+  TempDir dir("admin-lost");
+  auto m = TempfsMount::Start(dir.path());
+  ASSERT_NE(m, nullptr);
+  const std::string f = m->mnt() + "/f", g = m->mnt() + "/g";
+  ASSERT_TRUE(Write(f, Pattern(4, 5000)));
+  ASSERT_TRUE(Write(g, Pattern(5, 5000)));
+  const uint64_t ino = InoOf(f);
+  EXPECT_FALSE(Field(FirstFile(AdminJson(m->mnt(), {"locate", f})), "lost"));
+  ASSERT_EQ(m->Unmount().exit_code, 0);
+  char name[64];
+  snprintf(name, sizeof name, "/data/%02x/%016llx", static_cast<unsigned>(ino & 0xff),
+           static_cast<unsigned long long>(ino));
+  ASSERT_EQ(unlink((m->store() + name).c_str()), 0) << strerror(errno);
+  ASSERT_TRUE(m->Remount());
+  const Json loc = FirstFile(AdminJson(m->mnt(), {"locate", f}));
+  EXPECT_TRUE(Field(loc, "lost"));
+  EXPECT_FALSE(Field(loc, "local_copy"));
+  EXPECT_FALSE(Field(FirstFile(AdminJson(m->mnt(), {"locate", g})), "lost"));
+  CommandResult text = Admin(m->mnt(), {"locate", f});
+  EXPECT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("data lost"), std::string::npos) << text.out;
 }
 
 }  // namespace

@@ -1542,5 +1542,57 @@ TEST(PeerStrangersTest, DrippingConnectionsDoNotLockPeersOut) {
   EXPECT_LT(Clock::now() - opened, milliseconds(3000 + 3000));
 }
 
+
+// A node stopped, its store wiped (a tmpfs store after a reboot), restarted
+// with the same --node-id: it rejoins under its old number, and what it
+// owned is lost. Those files read as EIO on every node, within a bound, with
+// a log line (never empty, never zeros); files of the other node still read
+// on it; new files work; the lost ones can be deleted.
+TEST(ClusterFailureTest, NodeRestartedWithWipedStoreReportsItsFilesLost) {
+  TEMPFS_SKIP_IF_NO_CLUSTER();
+  ClusterOptions o;
+  o.nodes = 2;
+  ClusterFixture c(o);
+  if (!c.Start()) return;
+  const std::string on_a = Pattern(11, 200 * kKiB), on_b = Pattern(12, 300 * kKiB);
+  ASSERT_EQ(ErrName(WriteFile(c.Path(0, "on-a"), on_a)), "OK");
+  ASSERT_EQ(ErrName(WriteFile(c.Path(1, "on-b"), on_b)), "OK");
+  ASSERT_EQ(ErrName(WriteFile(c.Path(1, "empty-b"), "")), "OK");
+  const uint64_t ino_b = InoOf(c.Path(1, "on-b"));
+  ASSERT_NE(ino_b, 0u);
+  ASSERT_TRUE(WaitFor([&] { return Exists(c.Path(0, "on-b")); }, kNamespaceWait));
+
+  // B goes down; its store comes back empty (no namespace.id, no data).
+  CommandResult down = c.mount(1)->Unmount();
+  ASSERT_EQ(down.exit_code, 0) << down.err;
+  for (const auto& e : ListDir(c.store(1))) {
+    ASSERT_EQ(RunCommand({"rm", "-rf", c.store(1) + "/" + e}).exit_code, 0) << e;
+  }
+  ASSERT_EQ(ListDir(c.store(1)), std::vector<std::string>{});
+  ASSERT_TRUE(c.RestartNode(1)) << c.Diagnostics();
+  EXPECT_EQ(c.CountInLog(1, "has none of its data"), 1u) << c.Diagnostics();
+
+  // Its old file: EIO on both nodes, bounded, and it stays that way.
+  for (size_t node : {1u, 0u, 1u, 0u}) {
+    Bounded r = RunBounded([&] { return ReadFile(c.Path(node, "on-b")).err; }, milliseconds(15000));
+    EXPECT_TRUE(r.finished) << "read of a lost file on " << c.name(node) << " hangs\n" << c.Diagnostics();
+    EXPECT_EQ(ErrName(r.code), "EIO") << "on " << c.name(node) << "\n" << c.Diagnostics();
+  }
+  EXPECT_FALSE(Exists(c.DataFile(1, ino_b))) << "an empty data file would make it look valid";
+  EXPECT_EQ(c.CountInLog(1, "data file " + c.DataFile(1, ino_b) + " is missing"), 1u) << c.Diagnostics();
+  EXPECT_GE(c.CountInLog(0, "from node B failed"), 1u) << "A's log must name the node\n" << c.Diagnostics();
+  // Its old empty file holds what it held: nothing.
+  ExpectContent(c.Path(1, "empty-b"), "", "B's empty file on B", &c);
+  ExpectContent(c.Path(0, "empty-b"), "", "B's empty file on A", &c);
+  // A's file still reads on B; new files on B read on A.
+  ExpectContent(c.Path(1, "on-a"), on_a, "A's file on B", &c);
+  ASSERT_EQ(ErrName(WriteFile(c.Path(1, "new-b"), on_b)), "OK");
+  ASSERT_TRUE(WaitFor([&] { return Exists(c.Path(0, "new-b")); }, kNamespaceWait));
+  ExpectContent(c.Path(0, "new-b"), on_b, "B's new file on A", &c);
+  // The lost file can be deleted (from either node).
+  ASSERT_EQ(::unlink(c.Path(0, "on-b").c_str()), 0) << strerror(errno);
+  EXPECT_TRUE(WaitFor([&] { return !Exists(c.Path(1, "on-b")); }, kNamespaceWait));
+}
+
 }  // namespace
 }  // namespace tempfs::testing

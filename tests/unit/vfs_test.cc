@@ -1,5 +1,6 @@
 // Vfs over a real LocalStore and the embedded metadata engine, in a private
-// temp dir: data/metadata lifetime of inodes, setgid directories, names.
+// temp dir: data/metadata lifetime of inodes, setgid directories, names, and
+// lost data (a missing data file under a file with content is EIO, never empty).
 #include "vfs/vfs.h"
 
 #include <fcntl.h>
@@ -585,6 +586,144 @@ TEST_F(VfsStaleData, StartRemovesDataFilesNoInodeOwns) {
   auto a = v().MakeNode(Caller{}, kRootIno, "after", S_IFREG | 0644, 0);
   ASSERT_TRUE(a.ok());
   EXPECT_GT(a->ino, kept.attr.ino + 1000);
+}
+
+// Lost data: a file whose record says it holds data but whose data file is
+// gone (removed by hand, a wiped store) opens with EIO, every time, and never
+// reads as an empty file; an empty file without a data file opens empty.
+
+// create, write `data`, close (flush and release), as an application does.
+Ino WriteClosed(Vfs& v, const std::string& name, const std::string& data) {
+  auto f = v.Create({}, kRootIno, name, 0644, O_RDWR);
+  EXPECT_TRUE(f.ok()) << f.status().ToString();
+  if (!f.ok()) return 0;
+  EXPECT_EQ(pwrite(f->handle->fd, data.data(), data.size(), 0), static_cast<ssize_t>(data.size()));
+  EXPECT_TRUE(v.Flush(f->handle).ok());
+  v.Release(f->handle);
+  return f->attr.ino;
+}
+
+std::string ReadClosed(Vfs& v, Ino ino) {
+  auto h = v.Open({}, ino, O_RDONLY);
+  EXPECT_TRUE(h.ok()) << h.status().ToString();
+  if (!h.ok()) return "<open failed>";
+  std::string out(1 << 16, '\0');
+  ssize_t n = pread((*h)->fd, out.data(), out.size(), 0);
+  v.Release(*h);
+  out.resize(n < 0 ? 0 : n);
+  return out;
+}
+
+TEST_F(VfsTest, MissingDataFileOfWrittenFileIsEIOEveryTimeAndNothingIsCreated) {
+  Ino ino = WriteClosed(v(), "f", std::string(5000, 'd'));
+  ASSERT_NE(ino, 0u);
+  ASSERT_NO_FATAL_FAILURE(MakeVfs());  // a restart: nothing of the data is in memory
+  ASSERT_EQ(unlink(DataPath(ino).c_str()), 0);
+  for (int flags : {O_RDONLY, O_RDWR, O_WRONLY | O_APPEND, O_RDONLY}) {
+    auto h = v().Open({}, ino, flags);
+    ASSERT_FALSE(h.ok()) << "flags " << flags << ": a lost file opened (it would read as empty)";
+    EXPECT_EQ(h.err(), EIO);
+    EXPECT_NE(h.status().ToString().find(std::to_string(ino)), std::string::npos) << h.status().ToString();
+    EXPECT_NE(h.status().ToString().find(DataPath(ino)), std::string::npos) << h.status().ToString();
+    EXPECT_FALSE(PathExists(DataPath(ino))) << "an empty data file would make it look valid later";
+  }
+  // Growing it would make zeros of its data.
+  SetAttrRequest req;
+  req.valid = SetAttrRequest::kSize;
+  req.size = 100;
+  EXPECT_ERRNO(v().SetAttr(ino, req, -1), EIO);
+  EXPECT_FALSE(PathExists(DataPath(ino)));
+  // Still lost after another restart.
+  ASSERT_NO_FATAL_FAILURE(MakeVfs());
+  EXPECT_ERRNO(v().Open({}, ino, O_RDONLY), EIO);
+  // The name still stats (with the recorded size) and goes away.
+  auto a = v().Lookup(kRootIno, "f");
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_EQ(a->size, 5000u);
+  v().Forget(ino, 1);
+  ASSERT_TRUE(v().Rename(kRootIno, "f", kRootIno, "g", 0).ok());
+  ASSERT_TRUE(v().Unlink(kRootIno, "g").ok());
+  EXPECT_ERRNO(v().Lookup(kRootIno, "g"), ENOENT);
+  EXPECT_ERRNO(v().GetAttr(ino), ENOENT);
+}
+
+TEST_F(VfsTest, LostFileMayBeEmptiedOnPurpose) {
+  Ino ino = WriteClosed(v(), "f", "content");
+  ASSERT_EQ(unlink(DataPath(ino).c_str()), 0);
+  // O_TRUNC (": > f") and truncate to 0 drop the content anyway: they work.
+  auto h = v().Open({}, ino, O_WRONLY | O_TRUNC);
+  ASSERT_TRUE(h.ok()) << h.status().ToString();
+  ASSERT_EQ(pwrite((*h)->fd, "new", 3, 0), 3);
+  ASSERT_TRUE(v().Flush(*h).ok());
+  v().Release(*h);
+  EXPECT_EQ(ReadClosed(v(), ino), "new");
+  ASSERT_EQ(unlink(DataPath(ino).c_str()), 0);
+  SetAttrRequest req;
+  req.valid = SetAttrRequest::kSize;
+  req.size = 0;
+  auto r = v().SetAttr(ino, req, -1);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(ReadClosed(v(), ino), "");
+}
+
+TEST_F(VfsTest, EmptyFileWithoutDataFileOpensEmptyAsBefore) {
+  // A record made just before a crash that came before the data file.
+  Ino ino = WriteClosed(v(), "empty", "");
+  ASSERT_EQ(unlink(DataPath(ino).c_str()), 0);
+  ASSERT_NO_FATAL_FAILURE(MakeVfs());
+  EXPECT_EQ(ReadClosed(v(), ino), "");
+  auto h = v().Open({}, ino, O_RDWR);
+  ASSERT_TRUE(h.ok()) << h.status().ToString();
+  ASSERT_EQ(pwrite((*h)->fd, "abc", 3, 0), 3);
+  ASSERT_TRUE(v().Flush(*h).ok());
+  v().Release(*h);
+  EXPECT_EQ(ReadClosed(v(), ino), "abc");
+}
+
+TEST_F(VfsTest, CloseRecordsSizeSoThatATruncatedToZeroFileIsNotLost) {
+  Ino ino = WriteClosed(v(), "f", "some data");
+  EXPECT_EQ(v().meta().GetAttr(ino)->size, 9u) << "the record must know the file holds data";
+  auto a = v().GetAttr(ino);
+  ASSERT_TRUE(a.ok());
+  EXPECT_LE(a->ctime_ns, a->mtime_ns) << "recording the size is no change of the inode";
+  // Emptied through an open with O_TRUNC and closed: the record follows.
+  auto h = v().Open({}, ino, O_WRONLY | O_TRUNC);
+  ASSERT_TRUE(h.ok());
+  ASSERT_TRUE(v().Flush(*h).ok());
+  v().Release(*h);
+  EXPECT_EQ(v().meta().GetAttr(ino)->size, 0u);
+  // Appends to a file that already holds data need no record each time.
+  Ino other = WriteClosed(v(), "g", "x");
+  uint64_t version = v().meta().GetAttr(other)->version;
+  h = v().Open({}, other, O_WRONLY | O_APPEND);
+  ASSERT_TRUE(h.ok());
+  ASSERT_EQ(pwrite((*h)->fd, "yz", 2, 1), 2);
+  v().Release(*h);
+  EXPECT_EQ(v().meta().GetAttr(other)->version, version) << "a record per append";
+  ASSERT_EQ(unlink(DataPath(ino).c_str()), 0);
+  EXPECT_EQ(ReadClosed(v(), ino), "");
+}
+
+TEST_F(VfsTest, ClusterOwnerAnswersPeersEIOForItsLostFile) {
+  VfsOptions o;
+  o.cluster.self = 1;  // no transport: this node owns every file it writes
+  ASSERT_NO_FATAL_FAILURE(MakeVfs(o));
+  Ino ino = WriteClosed(v(), "f", std::string(3000, 'c'));
+  auto a = v().meta().GetAttr(ino);
+  ASSERT_TRUE(a.ok());
+  ASSERT_EQ(a->owner, 1u);
+  auto served = v().OpenForPeer(ino, a->version);
+  ASSERT_TRUE(served.ok()) << served.status().ToString();
+  EXPECT_EQ(served->second, 3000u);
+  close(served->first);
+  ASSERT_EQ(unlink(DataPath(ino).c_str()), 0);
+  // Never an empty stream that would pass for the content.
+  served = v().OpenForPeer(ino, a->version);
+  ASSERT_FALSE(served.ok());
+  EXPECT_EQ(served.err(), EIO) << served.status().ToString();
+  EXPECT_ERRNO(v().Open({}, ino, O_RDONLY), EIO);
+  EXPECT_FALSE(PathExists(DataPath(ino)));
+  ASSERT_TRUE(v().Unlink(kRootIno, "f").ok());
 }
 
 }  // namespace
