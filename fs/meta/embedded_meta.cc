@@ -293,6 +293,11 @@ uint64_t EmbeddedMeta::InodeCount() {
   return nodes_.size();
 }
 
+Result<Ino> EmbeddedMeta::LastIno() {
+  std::shared_lock lock(mu_);
+  return next_ino_ - 1;
+}
+
 uint64_t EmbeddedMeta::IndexBuckets() {
   std::shared_lock lock(mu_);
   return nodes_.bucket_count();

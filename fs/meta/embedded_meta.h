@@ -67,6 +67,7 @@ class EmbeddedMeta final : public TxnMeta {
 
   Result<std::vector<Ino>> Orphans() override;
   uint64_t InodeCount() override;
+  Result<Ino> LastIno() override;
   uint64_t IndexBuckets() override;
   Status Sync() override;
 

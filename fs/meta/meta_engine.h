@@ -80,6 +80,10 @@ class MetaEngine {
   virtual Status Sync() = 0;
   // Cheap (no round trip): what the engine last saw of its namespace.
   virtual NamespaceState Namespace() { return {}; }
+  // The highest inode number the engine has handed out. A data file of a
+  // higher number belongs to a future this namespace never saw (it was
+  // restored from an older copy): never delete it on the engine's word.
+  virtual Result<Ino> LastIno() = 0;
 };
 
 struct MetaOpenOptions {

@@ -362,6 +362,16 @@ uint64_t RedisMeta::InodeCount() {
   return std::stoull(v->str);
 }
 
+Result<Ino> RedisMeta::LastIno() {
+  // A counter read from a Redis that lost the namespace means nothing (and
+  // seeing that the namespace is gone fences the engine).
+  TEMPFS_RETURN_IF_ERROR(CheckNamespace());
+  auto v = client_.Command({"GET", kNextIno});
+  if (!v.ok()) return v.status();
+  if (v->nil()) return Status::Err(EIO, "the namespace has no inode counter");
+  return static_cast<Ino>(std::stoull(v->str));
+}
+
 Status RedisMeta::Sync() {
   // Durability of the namespace is Redis's configuration (AOF/RDB).
   return Status::Ok();

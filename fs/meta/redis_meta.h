@@ -44,6 +44,7 @@ class RedisMeta final : public TxnMeta {
 
   Result<std::vector<Ino>> Orphans() override;
   uint64_t InodeCount() override;
+  Result<Ino> LastIno() override;
   Status Sync() override;
   NamespaceState Namespace() override;
 

@@ -88,7 +88,10 @@ size_t Vfs::CollectGarbage() {
   // word would remove everything. (Each answer below is checked against the
   // namespace id as well; this saves the pass.)
   if (!meta_->Namespace().intact) return 0;
-  size_t removed = 0;
+  // Read before the files are listed: numbers handed out meanwhile are below it.
+  auto last = meta_->LastIno();
+  if (!last.ok()) return 0;
+  size_t removed = 0, newer = 0;
   auto inos = store_->ListData();
   if (!inos.ok()) return 0;
   for (Ino ino : *inos) {
@@ -102,6 +105,10 @@ size_t Vfs::CollectGarbage() {
     }
     auto a = meta_->GetAttr(ino);
     bool gone = !a.ok() && a.err() == ENOENT;
+    if (gone && ino > *last) {
+      newer++;
+      continue;
+    }
     bool stale_copy = false, deleted_elsewhere = false;
     if (a.ok() && OwnedElsewhere(*a)) {
       auto lv = store_->LocalVersion(ino);
@@ -118,6 +125,11 @@ size_t Vfs::CollectGarbage() {
     }
   }
   if (removed > 0) TLOG_INFO("removed %zu data files of deleted or changed files", removed);
+  if (newer > 0) {
+    TLOG_WARN("kept %zu data files numbered above the namespace's last inode %llu: the metadata is older than "
+              "this store (restored from an older copy?); they are not deleted",
+              newer, (unsigned long long)*last);
+  }
   RecountQuotas();
   return removed;
 }
