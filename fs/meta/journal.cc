@@ -151,10 +151,15 @@ Status Journal::Compact(const DumpFn& dump) {
   }
   if (!st.ok()) {
     env_->Unlink(tmp);
-    compact_at_ = write_off_ + kChunk;
+    // Tried again once about a snapshot's worth of records was logged:
+    // soon on a store that rm -rf is emptying (the namespace shrinks), rarely
+    // when a large namespace keeps failing (bounded rewriting).
+    compact_at_ = write_off_ + std::clamp(static_cast<uint64_t>(off), kReserve / 4, kChunk);
+    room_retry_at_ = compact_at_;
     return st;
   }
   compact_at_ = kCompactAt;
+  room_retry_at_ = 0;
   int dfd = env_->Open(dir_, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     env_->Fsync(dfd);
