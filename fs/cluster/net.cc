@@ -144,6 +144,43 @@ Status ReadFullBy(int fd, void* buf, size_t n, std::chrono::steady_clock::time_p
   return Status::Ok();
 }
 
+Status ReadFullWithin(int fd, void* buf, size_t n, std::chrono::milliseconds limit) {
+  using std::chrono::milliseconds;
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  auto* p = static_cast<char*>(buf);
+  bool shortened = false;
+  Status st;
+  while (n > 0) {
+    // SO_RCVTIMEO bounds each recv(), and a recv() that got some bytes ends
+    // with them: only the time left keeps a trickle from going on for ever.
+    auto left = std::chrono::ceil<milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left <= milliseconds::zero()) {
+      st = Status::Err(ETIMEDOUT, "peer sent too slowly (" + std::to_string(n) + " bytes missing after " +
+                                      std::to_string(limit.count()) + " ms)");
+      break;
+    }
+    if (left < limit) {
+      SetSocketTimeout(fd, SO_RCVTIMEO, left);
+      shortened = true;
+    }
+    ssize_t r = recv(fd, p, n, MSG_WAITALL);
+    if (r == 0) {
+      st = Status::Err(ECONNRESET, "peer closed the connection");
+      break;
+    }
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) continue;  // the deadline is checked above
+      st = Status::FromErrno("recv");
+      break;
+    }
+    p += r;
+    n -= static_cast<size_t>(r);
+  }
+  if (shortened) SetSocketTimeout(fd, SO_RCVTIMEO, limit);
+  return st;
+}
+
 Status WriteFull(int fd, const void* buf, size_t n) {
   auto* p = static_cast<const char*>(buf);
   while (n > 0) {

@@ -30,6 +30,11 @@ Status ReadFull(int fd, void* buf, size_t n);
 // Reads exactly n bytes by `deadline`, however the bytes trickle in: a peer
 // that sends one byte now and then does not extend it (ETIMEDOUT).
 Status ReadFullBy(int fd, void* buf, size_t n, std::chrono::steady_clock::time_point deadline);
+// Reads exactly n bytes within `limit` from now on a socket whose SO_RCVTIMEO
+// is `limit` (a peer connection), with few system calls for large frames:
+// bytes that trickle in slower than that are ETIMEDOUT, not a wait without
+// end. Leaves SO_RCVTIMEO at `limit`.
+Status ReadFullWithin(int fd, void* buf, size_t n, std::chrono::milliseconds limit);
 Status WriteFull(int fd, const void* buf, size_t n);
 std::string PeerName(int fd);
 // SO_RCVTIMEO or SO_SNDTIMEO (`opt`) of a socket.

@@ -34,7 +34,7 @@ Result<std::unique_ptr<PeerClient::Conn>> PeerClient::Get(const HostPort& addr) 
   auto c = std::make_unique<Conn>();
   c->fd = *fd;
   std::string hello(kHelloSize, '\0');
-  Status st = ReadFull(c->fd, hello.data(), hello.size());
+  Status st = ReadFullWithin(c->fd, hello.data(), hello.size(), timeout_);
   if (!st.ok()) return st;
   Decoder d(hello);
   if (d.U32() != kHelloMagic || d.U32() != kProtocolVersion) {
@@ -122,7 +122,8 @@ Status PeerClient::ReceiveFrames(Conn& conn, const ResponseKey& key, uint64_t of
   std::vector<char> buf(kFrameSize + kTagSize);
   for (uint64_t got = 0; got < length;) {
     size_t n = static_cast<size_t>(std::min<uint64_t>(kFrameSize, length - got));
-    TEMPFS_RETURN_IF_ERROR(ReadFull(conn.fd, buf.data(), n + kTagSize));
+    // A frame must come within the timeout: a peer that trickles is as stuck as a silent one.
+    TEMPFS_RETURN_IF_ERROR(ReadFullWithin(conn.fd, buf.data(), n + kTagSize, timeout_));
     Tag tag, want;
     std::copy(buf.begin() + n, buf.begin() + n + kTagSize, tag.begin());
     if (!FrameTag(key, offset + got, std::string_view(buf.data(), n), &want)) {
@@ -151,7 +152,7 @@ Result<PeerClient::Exchange> PeerClient::Send(Conn& conn, PeerRequest r) {
   req.append(reinterpret_cast<const char*>(mac.data()), mac.size());
   Status st = WriteFull(conn.fd, req.data(), req.size());
   char head[kResponseSize];
-  if (st.ok()) st = ReadFull(conn.fd, head, sizeof head);
+  if (st.ok()) st = ReadFullWithin(conn.fd, head, sizeof head, timeout_);
   if (!st.ok()) return st;
   const ResponseKey key{secret_, conn.nonce, conn.frame_key, ex.body};
   if (!DecodeResponse(key, std::string_view(head, sizeof head), &ex.status, &ex.length)) {

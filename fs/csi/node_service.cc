@@ -177,8 +177,12 @@ Status NodeService::Unpublish(const pb::NodeUnpublishVolumeRequest& req) {
   }
   const Publication& pub = **existing;
   if (pub.volume_id != req.volume_id()) {
-    TLOG_WARN("csi: unpublish of %s names volume %s, but %s was published there", target.c_str(),
+    // Not this volume's publication, so none to undo (as for an unknown
+    // path). Taking it down would end another pod's mount and, for an
+    // ephemeral volume, delete data still in use.
+    TLOG_WARN("csi: unpublish of %s names volume %s, but %s is published there: nothing touched", target.c_str(),
               req.volume_id().c_str(), pub.volume_id.c_str());
+    return Status::Ok();
   }
   TEMPFS_RETURN_IF_ERROR(TakeDown(pub));
   TEMPFS_RETURN_IF_ERROR(Release(pub));

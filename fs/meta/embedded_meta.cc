@@ -169,6 +169,12 @@ Status EmbeddedMeta::Transact(TxnKind kind, const std::function<Status(MetaTxn&)
   Status st = body(t);
   if (!st.ok() || t.record().empty()) return st;
   st = journal_->Append(t.record(), kind == TxnKind::kFree);
+  if (st.err() == ENOSPC && journal_->CompactionMayMakeRoom()) {
+    // The journal may fill most of a store whose files were removed since:
+    // compacting gives that space back, then the change gets its turn.
+    Status cst = journal_->Compact([this](const Journal::RecordFn& emit) { Dump(emit); });
+    if (cst.ok()) st = journal_->Append(t.record(), kind == TxnKind::kFree);
+  }
   if (!st.ok()) return st;
   Apply(t.record());
   if (journal_->NeedsCompaction()) {

@@ -550,12 +550,17 @@ Status Journal::Install(int fd) {
 
 Status Journal::Compact(const DumpFn& dump) {
   std::string tmp = dir_ + "/snapshot.tmp";
-  // A failure before the snapshot's rename changes nothing; the next try
-  // waits for kChunk more records (a full store would fail every time).
+  // A failure before the snapshot's rename changes nothing. The next try
+  // waits until about a snapshot's worth of records was logged: soon on a
+  // store that rm -rf is emptying (the namespace shrinks), rarely when a
+  // large namespace keeps failing (a full store would fail every time).
   auto failed = [&](Status st) {
+    struct stat sb;
+    uint64_t wrote = stat(tmp.c_str(), &sb) == 0 ? static_cast<uint64_t>(sb.st_size) : kChunk;
     env_->Unlink(tmp);
     env_->Unlink(dir_ + "/journal.tmp");
-    compact_at_ = write_off_ + kChunk;
+    compact_at_ = write_off_ + std::clamp(wrote, kReserve / 4, kChunk);
+    room_retry_at_ = compact_at_;
     return st;
   };
   Status st = WriteSnapshot(tmp, dump);
@@ -574,6 +579,7 @@ Status Journal::Compact(const DumpFn& dump) {
     return failed(st);
   }
   compact_at_ = kCompactAt;
+  room_retry_at_ = 0;
   // Snapshot generation_ is in place: the old journal no longer counts, so
   // appends go nowhere until the new one is.
   if (fd_ >= 0) env_->Close(fd_);

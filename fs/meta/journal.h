@@ -104,9 +104,17 @@ class Journal {
   Status Append(std::string_view record, bool frees_space);
   Status Sync();
   bool NeedsCompaction() const { return write_off_ > compact_at_; }
+  // Whether a compaction might give room to a change that just found none:
+  // the journal holds more than its reserve (a store emptied by rm -rf may be
+  // mostly journal), and records were logged since the last attempt failed
+  // (on a store that stays full, failed changes do not redo the whole dump).
+  bool CompactionMayMakeRoom() const {
+    return allocated_ > 2 * kReserve && write_off_ >= room_retry_at_;
+  }
   // Writes snapshot and journal of the next generation from `dump`. A failure
-  // changes nothing; NeedsCompaction() then waits for kChunk more records, so
-  // that a full store does not rewrite its whole namespace at every change.
+  // changes nothing; NeedsCompaction() then waits for more records (about as
+  // many as the failed snapshot held, 256 KiB to kChunk), so that a full store
+  // does not rewrite its whole namespace at every change.
   Status Compact(const DumpFn& dump);
   uint64_t generation() const { return generation_; }
 
@@ -133,6 +141,7 @@ class Journal {
   uint64_t write_off_ = 0;
   uint64_t allocated_ = 0;
   uint64_t compact_at_ = kCompactAt;
+  uint64_t room_retry_at_ = 0;
 };
 
 // Frames `record` (header + payload), as written to the files. Exposed for tests.

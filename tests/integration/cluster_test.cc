@@ -1434,24 +1434,37 @@ TEST(PeerFaultTest, CutConnectionIsFetchedAgain) {
   EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "g"), 52, size)), "OK") << c.Diagnostics();
 }
 
-// A peer that stops sending in the middle of a response (connection open):
-// the reader gets EIO within about --peer-timeout, not a hang.
-TEST(PeerFaultTest, StalledPeerGivesEioWithinBound) {
-  TEMPFS_SKIP_IF_NO_CLUSTER();
+// Reading a file of A on B while the proxy applies `fault` from the middle
+// of a response on: EIO within about --peer-timeout, not a hang; once the
+// network is clean again the file reads.
+void ExpectEioWithinBound(FaultProxy::Fault fault, uint64_t seed) {
   ProxiedCluster p(TwoNodes());
   if (!p.Start()) return;
   ClusterFixture& c = p.c;
   const uint64_t size = 2 * kMiB;
-  ASSERT_EQ(ErrName(WritePatternFile(c.Path(0, "f"), 61, size)), "OK");
-  p.proxy.Set({FaultProxy::Fault::kStall, kFirstData + kFrame + 100, -1});
+  ASSERT_EQ(ErrName(WritePatternFile(c.Path(0, "f"), seed, size)), "OK");
+  p.proxy.Set({fault, kFirstData + kFrame + 100, -1});
   auto t0 = Clock::now();
-  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "f"), 61, size)), "EIO") << c.Diagnostics();
+  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "f"), seed, size)), "EIO") << c.Diagnostics();
   auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - t0);
   EXPECT_LT(took.count(), 2000 + 5000) << "EIO should come within --peer-timeout + 5 s";
   EXPECT_GE(p.proxy.applied(), 1);
   p.proxy.CutAll();
   p.proxy.Set({});
-  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "f"), 61, size)), "OK") << c.Diagnostics();
+  EXPECT_EQ(ReadOutcome(ReadPatternBounded(c.Path(1, "f"), seed, size)), "OK") << c.Diagnostics();
+}
+
+// A peer that stops sending in the middle of a response (connection open).
+TEST(PeerFaultTest, StalledPeerGivesEioWithinBound) {
+  TEMPFS_SKIP_IF_NO_CLUSTER();
+  ExpectEioWithinBound(FaultProxy::Fault::kStall, 61);
+}
+
+// A peer that never stops sending but sends about 1 KiB/s (a 1 MiB frame
+// would take 17 minutes; found by the outside tester).
+TEST(PeerFaultTest, TricklingPeerGivesEioWithinBound) {
+  TEMPFS_SKIP_IF_NO_CLUSTER();
+  ExpectEioWithinBound(FaultProxy::Fault::kSlow, 62);
 }
 
 // ------------------------------------------- unauthenticated strangers --

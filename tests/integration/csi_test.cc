@@ -1005,6 +1005,61 @@ TEST_F(CsiTest, UnpublishSucceedsOnDeadMount) {
       kSettle));
 }
 
+// Outside tester: a target whose parent is a mount point of something else
+// publishes and unpublishes like any other, and that mount is left alone.
+TEST_F(CsiTest, TargetUnderAForeignMount) {
+  const std::string t = Target("pod-pm");
+  const std::string parent = t.substr(0, t.rfind('/'));
+  ASSERT_EQ(mount("tmpfs", parent.c_str(), "tmpfs", 0, "size=1m"), 0) << strerror(errno);
+  ASSERT_EQ(WritePath(parent + "/theirs", "t"), "");
+  ExpectPublished(InlineVolume("csi-pm", t, "team-a", {{"volume", "pm"}, {"retention", "keep"}}));
+  ASSERT_EQ(WritePath(t + "/f", "x"), "");
+  ExpectUnpublished("csi-pm", t);
+  EXPECT_TRUE(IsMountPoint(parent));
+  EXPECT_TRUE(Exists(parent + "/theirs"));
+  EXPECT_TRUE(Exists(DataDir("team-a", "pm") + "/f"));
+  ASSERT_EQ(umount2(parent.c_str(), 0), 0);
+}
+
+// Outside tester: an unpublish that names another volume than the one
+// published at the target is not that publication's: OK, nothing touched
+// (it took the mount down and, the volume being ephemeral, deleted its data
+// while the pod still ran).
+TEST_F(CsiTest, UnpublishWithAnotherVolumesIdTouchesNothing) {
+  const std::string t = Target("pod-a");
+  ExpectPublished(InlineVolume("csi-a", t, "team-a", {{"volume", "mine"}}));
+  ASSERT_EQ(WritePath(t + "/f", "x"), "");
+  const std::string before = World();
+  EXPECT_TRUE(plugin_->Unpublish("csi-other", t).ok());
+  EXPECT_TRUE(IsMountPoint(t)) << "unpublish with another volume's id took this one down";
+  EXPECT_TRUE(Exists(DataDir("team-a", "mine") + "/f")) << "another volume's id deleted this one's data";
+  EXPECT_EQ(World(), before);
+  ExpectUnpublished("csi-a", t);
+  EXPECT_FALSE(Exists(DataDir("team-a", "mine")));
+}
+
+// Outside tester: with the daemon dead, one of two publications of a volume
+// is unpublished; when the daemon is back the other pod still has the data.
+TEST_F(CsiTest, DeferredReleaseKeepsAVolumeStillPublished) {
+  const std::string a = Target("pod-a"), b = Target("pod-b");
+  ExpectPublished(InlineVolume("csi-a", a, "team-a", {{"volume", "two"}}));
+  ExpectPublished(InlineVolume("csi-b", b, "team-a", {{"volume", "two"}}));
+  ASSERT_EQ(WritePath(a + "/f", "x"), "");
+  tempfs_->KillDaemon(SIGKILL);
+  ExpectUnpublished("csi-a", a);
+  ASSERT_EQ(tempfs_->Unmount().exit_code, 0);
+  ASSERT_TRUE(tempfs_->Remount());
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        pb::ProbeResponse p;
+        return plugin_->Probe(&p).ok() && p.ready().value();
+      },
+      kSettle));
+  // Give a deferred release its chance (bounded), then look.
+  WaitFor([&] { return !Exists(DataDir("team-a", "two") + "/f"); }, std::chrono::milliseconds(3000));
+  EXPECT_TRUE(Exists(DataDir("team-a", "two") + "/f")) << "deleted while pod-b still has it\n" << plugin_->LogTail();
+}
+
 TEST_F(CsiTest, PodsRecoverAfterDaemonRestart) {
   // Kubelet's pods directory is a shared mount on a node, and a pod's
   // volumeMount with HostToContainer propagation is a slave of it.

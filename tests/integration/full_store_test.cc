@@ -89,12 +89,13 @@ class FullStoreTest : public ::testing::Test {
     dir_ = std::make_unique<TempDir>("fullstore");
     const std::string store = dir_->path() + "/store";
     ASSERT_EQ(mkdir(store.c_str(), 0755), 0) << Errno(errno);
-    tmpfs_ = std::make_unique<TmpfsMount>(store, kStoreSize);
+    tmpfs_ = std::make_unique<TmpfsMount>(store, StoreSize());
     ASSERT_TRUE(tmpfs_->mounted()) << tmpfs_->error();
     mount_ = TempfsMount::Start(dir_->path(), MountArgs(), store);
     ASSERT_NE(mount_, nullptr);
   }
   virtual std::vector<std::string> MountArgs() const { return {}; }
+  virtual uint64_t StoreSize() const { return kStoreSize; }
 
   std::string Abs(const std::string& name) const { return mount_->mnt() + "/" + name; }
 
@@ -280,6 +281,56 @@ TEST_F(FullStoreTest, EnospcIsReportedAndSpaceCanBeFreed) {
     intact[name] = content;
   }
   ExpectIntact(intact, "after freeing space and writing again");
+}
+
+// Metadata churn on a namespace that holds almost nothing (one xattr of
+// 60 KB rewritten twice the store's size over) must not fill the store with
+// journal records, and the space must stay usable for data.
+TEST_F(FullStoreTest, XattrChurnDoesNotFillTheStore) {
+  const std::string file = Abs("churn");
+  WriteNewFile("churn", "x");
+  const std::string value = Pattern(7, 60000);
+  const int rounds = static_cast<int>(2 * kStoreSize / value.size());
+  for (int i = 0; i < rounds; ++i) {
+    ASSERT_EQ(setxattr(file.c_str(), "user.churn", value.data(), value.size(), 0), 0)
+        << "setxattr " << i << " of " << rounds << " on a store holding 60 KB: " << Errno(errno);
+  }
+  const std::string big = Pattern(8, kStoreSize / 2);
+  WriteNewFile("big", big);
+  ExpectIntact({{"big", big}}, "after the churn");
+}
+
+// A small store filled with small files and emptied again with unlink must
+// take data again at once, without a remount: the journal holds much of such
+// a store, and must give back what the removed files' records held.
+class SmallStoreTest : public FullStoreTest {
+ protected:
+  uint64_t StoreSize() const override { return 8 * kMiB; }
+  std::vector<std::string> MountArgs() const override { return {"--no-passthrough"}; }
+};
+
+TEST_F(SmallStoreTest, EmptiedStoreTakesDataAgain) {
+  std::vector<std::string> made;
+  int failures = 0;
+  // Creates go on after writes fail (their closes do): the journal grows.
+  for (int i = 0; i < 12000; ++i) {
+    const std::string path = Abs("small-" + std::to_string(i));
+    int fd = open(path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      ++failures;
+      continue;
+    }
+    made.push_back(path);
+    const std::string data = Pattern(i, 1000);
+    if (write(fd, data.data(), data.size()) != static_cast<ssize_t>(data.size())) ++failures;
+    if (close(fd) != 0) ++failures;
+  }
+  ASSERT_GT(failures, 0) << "the store never filled (" << made.size() << " files)";
+  for (const auto& path : made) ASSERT_EQ(unlink(path.c_str()), 0) << path << ": " << Errno(errno);
+  // Much less than the store: the journal keeps a reserve and a chunk ahead.
+  const std::string big = Pattern(10, kMiB);
+  WriteNewFile("big", big);
+  ExpectIntact({{"big", big}}, "after emptying a store that small files filled");
 }
 
 // Fills the store with whole files until one does not fit. Files for which

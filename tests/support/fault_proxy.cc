@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 
 #include "gtest/gtest.h"
 
@@ -160,6 +161,16 @@ void FaultProxy::Pump(Conn* c, bool to_client) {
         stop_cv_.wait(lock, [&] { return stopping_; });
         return;
       }
+      want = static_cast<size_t>(std::min<uint64_t>(want, plan.at - pos));
+    }
+    const bool slow = plan.fault == Fault::kSlow && pos >= plan.at;
+    if (slow) {
+      if (pos == plan.at) applied_++;
+      want = std::min<size_t>(want, 100);
+      // The pace of the trickle; Stop() ends it at once.
+      std::unique_lock lock(mu_);
+      if (stop_cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stopping_; })) return;
+    } else if (plan.fault == Fault::kSlow) {
       want = static_cast<size_t>(std::min<uint64_t>(want, plan.at - pos));
     }
     ssize_t n = ::recv(from, buf.data(), want, 0);

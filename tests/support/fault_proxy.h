@@ -4,7 +4,8 @@
 // connections a Plan names, applies one fault at an exact byte offset of the
 // server-to-client stream: flip that byte, stall from there on (the
 // connection stays open, nothing more is forwarded), or cut the connection
-// there. Offsets count from the connection's first byte, so a test can aim at
+// there, or trickle from there on (kSlow: 100 bytes every 100 ms, about
+// 1 KiB/s, so a peer that never stops yet never finishes). Offsets count from the connection's first byte, so a test can aim at
 // a hello, a response head or a byte of file data.
 //
 // Loopback only. Stop() (also in the destructor) closes every connection and
@@ -24,7 +25,7 @@ namespace tempfs::testing {
 
 class FaultProxy {
  public:
-  enum class Fault { kNone, kFlip, kStall, kCut };
+  enum class Fault { kNone, kFlip, kStall, kCut, kSlow };
   struct Plan {
     Fault fault = Fault::kNone;
     uint64_t at = 0;       // offset in a connection's server-to-client stream
