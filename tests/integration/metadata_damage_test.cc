@@ -79,8 +79,25 @@ std::vector<DamageCase> Cases() {
        [=](const std::string& meta) {
          auto r = journal_records(meta);
          ASSERT_GT(r.size(), 10u);
-         size_t at = (r[r.size() / 2].begin + r[r.size() / 2].end) / 2;
          std::string j = Slurp(meta + "/journal");
+         // From the middle on, the first record that names a file: records
+         // that only update a size would lose no name, and the case would
+         // damage nothing the test can see.
+         size_t pick = r.size() / 2;
+         auto names_a_file = [&](size_t k) {
+           std::string_view rec(j.data() + r[k].begin, r[k].end - r[k].begin);
+           for (int i = kFiles / 2; i < kFiles; i++) {
+             // A name as the engine encodes it: u32 length, then the bytes.
+             std::string name = "f" + std::to_string(i);
+             uint32_t len = static_cast<uint32_t>(name.size());
+             std::string encoded(reinterpret_cast<const char*>(&len), sizeof len);
+             if (rec.find(encoded + name) != std::string_view::npos) return true;
+           }
+           return false;
+         };
+         while (pick + 1 < r.size() && !names_a_file(pick)) pick++;
+         ASSERT_TRUE(names_a_file(pick)) << "no record in the journal's second half names a file";
+         size_t at = (r[pick].begin + r[pick].end) / 2;
          Overwrite(meta + "/journal", at, std::string(1, static_cast<char>(j[at] ^ 0x04)));
        },
        "unreadable with valid records after it"},
