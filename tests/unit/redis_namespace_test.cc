@@ -19,6 +19,7 @@
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <memory>
 #include <set>
 #include <thread>
 
@@ -65,6 +66,18 @@ class RedisNamespaceTest : public ::testing::Test {
   static long long DbSize() {
     auto r = Client().Command({"DBSIZE"});
     return r.ok() ? r->integer : -1;
+  }
+  // A Vfs of node 1 (cluster mode: the background pass runs) over a store in
+  // `dir` and this Redis, started; null if any step failed.
+  static std::unique_ptr<Vfs> ClusterVfs(const std::string& dir) {
+    auto store = LocalStore::Open(dir);
+    auto meta = Open(dir);
+    if (!store.ok() || !meta.ok()) return nullptr;
+    VfsOptions vo;
+    vo.cluster.self = 1;
+    auto v = std::make_unique<Vfs>(std::move(*meta), std::move(*store), vo);
+    if (!v->Start().ok()) return nullptr;
+    return v;
   }
   static std::string RedisNamespace() {
     auto r = Client().Command({"GET", "tfs:namespace"});
@@ -191,14 +204,9 @@ TEST_F(RedisNamespaceTest, AStoreOfAnotherNamespaceIsRefused) {
 
 TEST_F(RedisNamespaceTest, GarbageCollectionOfAFencedNodeRemovesNothing) {
   TempDir dir("ns");
-  auto store = LocalStore::Open(dir.path());
-  ASSERT_TRUE(store.ok());
-  auto meta = Open(dir.path());
-  ASSERT_TRUE(meta.ok());
-  VfsOptions vo;
-  vo.cluster.self = 1;  // cluster mode: the pass runs
-  Vfs vfs(std::move(*meta), std::move(*store), vo);
-  ASSERT_TRUE(vfs.Start().ok());
+  auto started = ClusterVfs(dir.path());
+  ASSERT_NE(started, nullptr);
+  Vfs& vfs = *started;
   std::vector<Ino> inos;
   for (int i = 0; i < 20; i++) {
     auto f = vfs.Create(Caller{}, kRootIno, "f" + std::to_string(i), 0644, O_RDWR);
@@ -224,14 +232,9 @@ TEST_F(RedisNamespaceTest, GarbageCollectionOfAFencedNodeRemovesNothing) {
 // inode counter it brought back, and the pass must keep them.
 TEST_F(RedisNamespaceTest, GarbageCollectionKeepsDataNewerThanARestoredNamespace) {
   TempDir dir("ns");
-  auto store = LocalStore::Open(dir.path());
-  ASSERT_TRUE(store.ok());
-  auto meta = Open(dir.path());
-  ASSERT_TRUE(meta.ok());
-  VfsOptions vo;
-  vo.cluster.self = 1;
-  Vfs vfs(std::move(*meta), std::move(*store), vo);
-  ASSERT_TRUE(vfs.Start().ok());
+  auto started = ClusterVfs(dir.path());
+  ASSERT_NE(started, nullptr);
+  Vfs& vfs = *started;
   auto make = [&](const std::string& name) {
     auto f = vfs.Create(Caller{}, kRootIno, name, 0644, O_RDWR);
     EXPECT_TRUE(f.ok()) << f.status().ToString();
