@@ -164,7 +164,9 @@ TEST(AdminSingleNodeTest, MemoryComesBackAfterManyFilesAreRemoved) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(3);
   for (int i = 0; i < kFiles; i++) {
     std::string sub = tree + "/" + std::to_string(i % 16);
-    if (i < 16) ASSERT_EQ(mkdir(sub.c_str(), 0755), 0);
+    if (i < 16) {
+      ASSERT_EQ(mkdir(sub.c_str(), 0755), 0);
+    }
     int fd =
         open((sub + "/file-with-a-longer-name-" + std::to_string(i)).c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
     ASSERT_GE(fd, 0) << "file " << i << ": " << strerror(errno);

@@ -178,7 +178,9 @@ TEST_P(MetadataDamage, MountRefusesAndFsckRecoversEveryReadableFile) {
   // Mount refuses, in one line that says what and what to do.
   CommandResult m = MountOnce();
   EXPECT_NE(m.exit_code, 0) << "a damaged store was mounted\n" << m.out << m.err;
-  if (m.exit_code == 0) ASSERT_EQ(RunCommand({TempfsBin(), "umount", mount_->mnt()}).exit_code, 0);
+  if (m.exit_code == 0) {
+    ASSERT_EQ(RunCommand({TempfsBin(), "umount", mount_->mnt()}).exit_code, 0);
+  }
   EXPECT_NE(m.err.find("metadata damaged: "), std::string::npos) << m.err;
   EXPECT_NE(m.err.find(c.says), std::string::npos) << m.err;
   EXPECT_NE(m.err.find("run `tempfs fsck " + mount_->store() + "`"), std::string::npos) << m.err;

@@ -210,7 +210,9 @@ TEST_P(MetaConformance, GenerationsAreRandomAndStable) {
   ASSERT_OK(m().SetAttr(made[1].ino, req));
   ASSERT_OK(m().Rename(kRootIno, "g1", kRootIno, "renamed", 0));
   ASSERT_OK(m().Link(made[3].ino, kRootIno, "hard"));
-  if (GetParam().persistent) ASSERT_NO_FATAL_FAILURE(Reopen());
+  if (GetParam().persistent) {
+    ASSERT_NO_FATAL_FAILURE(Reopen());
+  }
   for (const Attr& a : made) EXPECT_EQ(Get(a.ino).generation, a.generation) << "inode " << a.ino;
   auto l = m().Lookup(kRootIno, "renamed");
   ASSERT_OK(l);

@@ -317,7 +317,9 @@ TEST_F(MetaDamage, IntactAfterManyCompactions) {
     NewNode n;
     n.mode = S_IFREG | 0600;
     ASSERT_TRUE((*m)->Create(kRootIno, "r" + std::to_string(round), n).ok());
-    if (round % 2 == 0) ASSERT_TRUE((*m)->Unlink(kRootIno, "f" + std::to_string(round)).ok());
+    if (round % 2 == 0) {
+      ASSERT_TRUE((*m)->Unlink(kRootIno, "f" + std::to_string(round)).ok());
+    }
     ASSERT_TRUE((*m)->Commit().ok());  // a compaction while serving, too
     auto root = (*m)->ReadDir(kRootIno);
     ASSERT_TRUE(root.ok());
