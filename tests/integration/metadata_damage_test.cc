@@ -63,6 +63,31 @@ void Overwrite(const std::string& path, size_t off, const std::string& bytes) {
   close(fd);
 }
 
+// From `num`/`den` of the journal on, the first record that names one of
+// the files: a record that only updates a size loses no name when it is
+// damaged, and the case would then damage nothing the test can see.
+RecordSpan NamingRecord(const std::string& meta, size_t num, size_t den) {
+  std::string j = Slurp(meta + "/journal");
+  std::vector<RecordSpan> r = RecordSpans(j);
+  EXPECT_GT(r.size(), 10u);
+  auto names_a_file = [&](size_t k) {
+    std::string_view rec(j.data() + r[k].begin, r[k].end - r[k].begin);
+    for (int i = 0; i < kFiles; i++) {
+      // A name as the engine encodes it: u32 length, then the bytes.
+      std::string name = "f" + std::to_string(i);
+      uint32_t len = static_cast<uint32_t>(name.size());
+      std::string encoded(reinterpret_cast<const char*>(&len), sizeof len);
+      if (rec.find(encoded + name) != std::string_view::npos) return true;
+    }
+    return false;
+  };
+  for (size_t k = r.size() * num / den; k < r.size(); k++) {
+    if (names_a_file(k)) return r[k];
+  }
+  ADD_FAILURE() << "no record from " << num << "/" << den << " of the journal on names a file";
+  return r.empty() ? RecordSpan{} : r.back();
+}
+
 struct DamageCase {
   std::string name;
   bool kill9;  // stop the daemon with SIGKILL (else tempfs umount)
@@ -77,35 +102,18 @@ std::vector<DamageCase> Cases() {
   return {
       {"JournalBitFlip", true,
        [=](const std::string& meta) {
-         auto r = journal_records(meta);
-         ASSERT_GT(r.size(), 10u);
+         RecordSpan rec;
+         ASSERT_NO_FATAL_FAILURE(rec = NamingRecord(meta, 1, 2));
+         size_t at = (rec.begin + rec.end) / 2;
          std::string j = Slurp(meta + "/journal");
-         // From the middle on, the first record that names a file: records
-         // that only update a size would lose no name, and the case would
-         // damage nothing the test can see.
-         size_t pick = r.size() / 2;
-         auto names_a_file = [&](size_t k) {
-           std::string_view rec(j.data() + r[k].begin, r[k].end - r[k].begin);
-           for (int i = kFiles / 2; i < kFiles; i++) {
-             // A name as the engine encodes it: u32 length, then the bytes.
-             std::string name = "f" + std::to_string(i);
-             uint32_t len = static_cast<uint32_t>(name.size());
-             std::string encoded(reinterpret_cast<const char*>(&len), sizeof len);
-             if (rec.find(encoded + name) != std::string_view::npos) return true;
-           }
-           return false;
-         };
-         while (pick + 1 < r.size() && !names_a_file(pick)) pick++;
-         ASSERT_TRUE(names_a_file(pick)) << "no record in the journal's second half names a file";
-         size_t at = (r[pick].begin + r[pick].end) / 2;
          Overwrite(meta + "/journal", at, std::string(1, static_cast<char>(j[at] ^ 0x04)));
        },
        "unreadable with valid records after it"},
       {"RecordHeaderOverwritten", false,
        [=](const std::string& meta) {
-         auto r = journal_records(meta);
-         ASSERT_GT(r.size(), 10u);
-         Overwrite(meta + "/journal", r[r.size() / 3].begin, std::string(16, '\xee'));
+         RecordSpan rec;
+         ASSERT_NO_FATAL_FAILURE(rec = NamingRecord(meta, 1, 3));
+         Overwrite(meta + "/journal", rec.begin, std::string(16, '\xee'));
        },
        "unreadable with valid records after it"},
       {"JournalTruncatedAtARecord", true,
