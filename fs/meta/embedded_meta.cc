@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <climits>
 #include <mutex>
 
 #include "common/log.h"
@@ -168,6 +169,9 @@ Status EmbeddedMeta::Transact(TxnKind kind, const std::function<Status(MetaTxn&)
   Txn t(*this, true);
   Status st = body(t);
   if (!st.ok() || t.record().empty()) return st;
+  // Room to log the removal of every name, this change's included, stays
+  // allocated whatever fills the rest of the store.
+  journal_->SetReserve(Journal::kReserve + (entries_ + 1) * kRemovalCost + name_bytes_ + NAME_MAX);
   st = journal_->Append(t.record(), kind == TxnKind::kFree);
   if (st.err() == ENOSPC && journal_->CompactionMayMakeRoom()) {
     // The journal may fill most of a store whose files were removed since:
@@ -214,7 +218,13 @@ void EmbeddedMeta::Apply(std::string_view record) {
           p = &nodes_[parent];
           p->rec.attr.ino = parent;
         }
-        if (p != nullptr) p->children.insert_or_assign(std::string(name), Child{ino, type});
+        if (p != nullptr) {
+          auto [it, added] = p->children.insert_or_assign(std::string(name), Child{ino, type});
+          if (added) {
+            entries_++;
+            name_bytes_ += name.size();
+          }
+        }
         break;
       }
       case kDelEntry: {
@@ -223,7 +233,11 @@ void EmbeddedMeta::Apply(std::string_view record) {
         if (d.failed()) return;
         if (Node* p = Find(parent); p != nullptr) {
           auto it = p->children.find(name);
-          if (it != p->children.end()) p->children.erase(it);
+          if (it != p->children.end()) {
+            p->children.erase(it);
+            entries_ = entries_ > 0 ? entries_ - 1 : 0;
+            name_bytes_ = name_bytes_ > name.size() ? name_bytes_ - name.size() : 0;
+          }
         }
         break;
       }

@@ -98,6 +98,10 @@ class EmbeddedMeta final : public TxnMeta {
   std::shared_mutex mu_;
   std::unordered_map<Ino, Node> nodes_;  // guarded by mu_
   Ino next_ino_ = kRootIno + 1;          // guarded by mu_
+  // Names in the namespace and their bytes: what removing them all would log.
+  uint64_t entries_ = 0, name_bytes_ = 0;  // guarded by mu_
+  // Journal bytes an unlink logs besides the name (its records, framed).
+  static constexpr uint64_t kRemovalCost = 384;
   std::unique_ptr<Journal> journal_;     // guarded by mu_
   bool recovering_ = false;              // opened in kRecover mode
 };

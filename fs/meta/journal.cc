@@ -443,6 +443,9 @@ Journal::~Journal() {
 
 Status Journal::Preallocate(uint64_t need) {
   if (write_off_ + need <= allocated_) return Status::Ok();
+  // A chunk ahead, or nothing: the chunk a growing change cannot get is room
+  // that a compaction (which writes the new files before dropping the old)
+  // may need later.
   uint64_t target = write_off_ + need + kChunk;
   if (env_->Fallocate(fd_, 0, static_cast<off_t>(allocated_), static_cast<off_t>(target - allocated_)) != 0) {
     return Status::FromErrno("fallocate journal");
@@ -458,7 +461,7 @@ Status Journal::Append(std::string_view record, bool frees_space) {
   std::string framed = FrameRecord(record);
   size_t len = framed.size();
   framed.append(kHeader, '\0');
-  Status st = Preallocate(framed.size() + kReserve);
+  Status st = Preallocate(framed.size() + reserve_);
   if (!st.ok()) {
     // Out of space ahead of us: only records that free space may dip into the reserve.
     if (!frees_space) return Status::Err(ENOSPC, "metadata journal full");
@@ -516,7 +519,7 @@ Status Journal::WriteEmptyJournal(bool reserve, int* fd_out) {
   Status st;
   // The old journal holds the reserve until it is replaced: a compaction
   // gives it up only for a journal that has one again.
-  if (env_->Fallocate(fd, 0, 0, static_cast<off_t>(head.size() + kReserve)) != 0 && reserve) {
+  if (env_->Fallocate(fd, 0, 0, static_cast<off_t>(head.size() + reserve_)) != 0 && reserve) {
     st = Status::FromErrno("fallocate " + path);
   }
   if (st.ok()) st = WriteFully(env_, fd, head, 0);
@@ -543,7 +546,7 @@ Status Journal::Install(int fd) {
   write_off_ = HeaderFrame(FileHeader{}).size();
   struct stat st;
   allocated_ = fstat(fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) : write_off_ + kHeader;
-  Status pst = Preallocate(kReserve);
+  Status pst = Preallocate(reserve_);
   if (!pst.ok()) TLOG_WARN("journal: cannot preallocate: %s", pst.ToString().c_str());
   return Status::Ok();
 }

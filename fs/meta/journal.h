@@ -45,7 +45,9 @@
 //
 // The journal keeps space allocated ahead of the write offset: when the store
 // fills up, operations that free space (unlink, rmdir, ...) can still be
-// logged, so a full store can always be emptied again. That reserve is part
+// logged, so a full store can always be emptied again. The engine sizes that
+// reserve (SetReserve) to what removing every name would log, at least 1 MiB:
+// a store filled by names alone, with no data to delete first, empties too. That reserve is part
 // of the file, so it survives restarts and crashes; compaction replaces the
 // journal only by one that has its reserve allocated (else it fails and
 // changes nothing), and opening a journal writes nothing unless a torn record
@@ -54,6 +56,7 @@
 // Not thread-safe: the engine serialises calls.
 #pragma once
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <string>
@@ -121,6 +124,12 @@ class Journal {
   static constexpr uint64_t kCompactAt = 64ull << 20;
   static constexpr uint64_t kChunk = 4ull << 20;
   static constexpr uint64_t kReserve = 1ull << 20;
+  // The room kept allocated past the records for changes that free space
+  // (at least kReserve). The engine sizes it to what deleting every name
+  // would log, so a store that filled up can always be emptied, however the
+  // rest of it was filled (data written later cannot take this room).
+  void SetReserve(uint64_t bytes) { reserve_ = std::max(kReserve, bytes); }
+  uint64_t reserve() const { return reserve_; }
 
  private:
   Journal(std::string dir, Env* env) : dir_(std::move(dir)), env_(env) {}
@@ -142,6 +151,7 @@ class Journal {
   uint64_t allocated_ = 0;
   uint64_t compact_at_ = kCompactAt;
   uint64_t room_retry_at_ = 0;
+  uint64_t reserve_ = kReserve;
 };
 
 // Frames `record` (header + payload), as written to the files. Exposed for tests.

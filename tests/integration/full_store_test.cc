@@ -300,6 +300,49 @@ TEST_F(FullStoreTest, XattrChurnDoesNotFillTheStore) {
   ExpectIntact({{"big", big}}, "after the churn");
 }
 
+// A store filled by metadata alone (long names, a 4 KB xattr each, no data)
+// must still be emptied through the mount: deleting nothing that holds data
+// frees no data, so the room to log the deletes must have been kept.
+TEST_F(FullStoreTest, StoreFilledByNamesAloneCanBeEmptied) {
+  const std::string value = Pattern(9, 4096);
+  const int most = static_cast<int>(2 * kStoreSize / value.size());
+  // Made first, filled last: data then takes whatever room the names left.
+  int data_fd = open(Abs("data").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+  ASSERT_GE(data_fd, 0) << Errno(errno);
+  std::vector<std::string> made;
+  int err = 0;
+  for (int i = 0; i < most && err == 0; ++i) {
+    std::string name = std::string(200, 'n') + std::to_string(i);
+    int fd = open(Abs(name).c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      err = errno;
+      break;
+    }
+    close(fd);
+    made.push_back(name);
+    if (setxattr(Abs(name).c_str(), "user.pad", value.data(), value.size(), 0) != 0) err = errno;
+  }
+  ASSERT_EQ(err, ENOSPC) << "the store never filled in " << made.size() << " files";
+  ASSERT_GT(made.size(), 1000u);
+  // Whatever room is left goes to data (the write that fails is expected).
+  const std::string chunk = Pattern(10, kPiece);
+  for (int i = 0; i < static_cast<int>(2 * kStoreSize / kPiece); ++i) {
+    if (write(data_fd, chunk.data(), chunk.size()) <= 0) break;
+  }
+  fsync(data_fd);
+  close(data_fd);
+  EXPECT_LT(AvailableBytes(), 2 * kPiece) << "the data did not fill the store";
+  size_t removed = 0;
+  for (const std::string& name : made) {
+    if (unlink(Abs(name).c_str()) != 0) {
+      ADD_FAILURE() << "unlink " << removed << " of " << made.size() << ": " << Errno(errno);
+      break;
+    }
+    removed++;
+  }
+  EXPECT_EQ(removed, made.size());
+}
+
 // A small store filled with small files and emptied again with unlink must
 // take data again at once, without a remount: the journal holds much of such
 // a store, and must give back what the removed files' records held.

@@ -154,5 +154,28 @@ TEST_F(FullMetaTest, FailedCompactionWaitsBeforeTryingAgain) {
   EXPECT_FALSE((*j)->NeedsCompaction());
 }
 
+// Names that fill a store, with no data to delete that would give room
+// back: the journal keeps allocated what removing every one of them logs,
+// so a disk that then fills to the last byte still lets them all go.
+TEST_F(FullMetaTest, EveryNameCanBeRemovedFromAFullDisk) {
+  FaultEnv env;
+  auto m = OpenWith(&env);
+  ASSERT_NE(m, nullptr);
+  // Their removals log about 6 MiB: more than the fixed reserve and the
+  // chunk allocated ahead together.
+  const int kNames = 14000;
+  for (int i = 0; i < kNames; i++) {
+    NewNode node;
+    node.mode = S_IFREG | 0644;
+    auto a = m->Create(kRootIno, std::string(200, 'n') + std::to_string(i), node);
+    ASSERT_TRUE(a.ok()) << i << ": " << a.status().ToString();
+  }
+  env.NoSpaceAfter(0);  // the rest of the store fills up
+  for (int i = 0; i < kNames; i++) {
+    auto a = m->Unlink(kRootIno, std::string(200, 'n') + std::to_string(i));
+    ASSERT_TRUE(a.ok()) << "unlink " << i << " of " << kNames << " on a full disk: " << a.status().ToString();
+  }
+}
+
 }  // namespace
 }  // namespace tempfs
