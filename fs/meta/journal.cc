@@ -124,14 +124,6 @@ Result<std::optional<std::string>> ReadIfThere(Env* env, const std::string& path
   return std::optional<std::string>(std::move(*data));
 }
 
-void SyncDir(Env* env, const std::string& dir) {
-  int dfd = env->Open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    env->Fsync(dfd);
-    env->Close(dfd);
-  }
-}
-
 // Reports damage: strict modes stop at the first; recovery notes it and goes on.
 class DamageLog {
  public:
@@ -284,11 +276,9 @@ Result<std::string> KeepDamaged(const std::string& dir) {
   struct tm tm;
   gmtime_r(&now, &tm);
   strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
-  std::string keep = dir + "/damaged-" + stamp;
-  for (int i = 1; mkdir(keep.c_str(), 0700) != 0; i++) {
-    if (errno != EEXIST || i > 100) return Status::FromErrno("mkdir " + keep);
-    keep = dir + "/damaged-" + stamp + "." + std::to_string(i);
-  }
+  auto made = MakeFreshDir(dir + "/damaged-" + stamp, 100);
+  if (!made.ok()) return made.status();
+  const std::string& keep = *made;
   for (const char* f : {"snapshot", "journal"}) {
     std::string from = dir + "/" + f;
     if (link(from.c_str(), (keep + "/" + f).c_str()) != 0 && errno != ENOENT) {

@@ -9,19 +9,10 @@
 #include <cstring>
 #include <sstream>
 
+#include "store/env.h"
+
 namespace tempfs {
 namespace {
-
-bool WriteAll(int fd, const std::string& s) {
-  size_t off = 0;
-  while (off < s.size()) {
-    ssize_t n = write(fd, s.data() + off, s.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    off += static_cast<size_t>(n);
-  }
-  return true;
-}
 
 bool IsHexId(const std::string& s) {
   return !s.empty() && s.size() <= 64 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
@@ -85,11 +76,9 @@ Result<std::string> SetAsideStoreData(const std::string& store_dir, const std::s
   if (!has_data && !has_pins) return std::string();
   std::string top = store_dir + "/lost+found";
   if (mkdir(top.c_str(), 0700) != 0 && errno != EEXIST) return Status::FromErrno("mkdir " + top);
-  std::string dest = top + "/namespace-" + left_ns;
-  for (int n = 1; mkdir(dest.c_str(), 0700) != 0; n++) {
-    if (errno != EEXIST || n > 1000) return Status::FromErrno("mkdir " + dest);
-    dest = top + "/namespace-" + left_ns + "." + std::to_string(n);
-  }
+  auto made = MakeFreshDir(top + "/namespace-" + left_ns, 1000);
+  if (!made.ok()) return made.status();
+  const std::string& dest = *made;
   for (const char* name : {"data", "pins"}) {
     std::string from = store_dir + "/" + name;
     if (lstat(from.c_str(), &st) != 0) continue;
@@ -97,11 +86,7 @@ Result<std::string> SetAsideStoreData(const std::string& store_dir, const std::s
       return Status::FromErrno("move " + from + " to " + dest);
     }
   }
-  int dfd = open(store_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    fsync(dfd);
-    close(dfd);
-  }
+  SyncDir(Env::Default(), store_dir);
   return dest;
 }
 
@@ -110,7 +95,7 @@ Status WriteStoreIdentity(const std::string& store_dir, const StoreIdentity& id)
   std::string text = "namespace " + id.ns + "\nnode " + std::to_string(id.node) + "\nstore " + id.store_id + "\n";
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Status::FromErrno(tmp);
-  bool ok = WriteAll(fd, text) && fsync(fd) == 0;
+  bool ok = WriteFully(Env::Default(), fd, text, 0).ok() && fsync(fd) == 0;
   int err = errno;
   close(fd);
   if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
@@ -118,11 +103,7 @@ Status WriteStoreIdentity(const std::string& store_dir, const StoreIdentity& id)
     unlink(tmp.c_str());
     return Status::Err(err, "write " + path);
   }
-  int dfd = open(store_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    fsync(dfd);
-    close(dfd);
-  }
+  SyncDir(Env::Default(), store_dir);
   return Status::Ok();
 }
 

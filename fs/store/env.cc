@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace tempfs {
@@ -50,6 +51,23 @@ Status WriteFully(Env* env, int fd, std::string_view data, off_t off) {
     off += n;
   }
   return Status::Ok();
+}
+
+void SyncDir(Env* env, const std::string& dir) {
+  int dfd = env->Open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    env->Fsync(dfd);
+    env->Close(dfd);
+  }
+}
+
+Result<std::string> MakeFreshDir(const std::string& base, int max_suffix) {
+  std::string dir = base;
+  for (int i = 1; mkdir(dir.c_str(), 0700) != 0; i++) {
+    if (errno != EEXIST || i > max_suffix) return Status::FromErrno("mkdir " + dir);
+    dir = base + "." + std::to_string(i);
+  }
+  return dir;
 }
 
 Result<std::string> ReadWholeFile(Env* env, const std::string& path) {

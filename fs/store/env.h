@@ -76,5 +76,11 @@ class EnvWrapper : public Env {
 Status WriteFully(Env* env, int fd, std::string_view data, off_t off);
 // Reads `path` whole. A missing file is ENOENT (callers decide what that means).
 Result<std::string> ReadWholeFile(Env* env, const std::string& path);
+// fsyncs directory `dir`, so that renames and creations in it are durable;
+// best effort (a file system that cannot sync a directory is left alone).
+void SyncDir(Env* env, const std::string& dir);
+// Makes a new directory (mode 0700) named `base`, or `base.1`, `base.2`, ...
+// up to `base.<max_suffix>` when those exist; returns the name it made.
+Result<std::string> MakeFreshDir(const std::string& base, int max_suffix);
 
 }  // namespace tempfs
